@@ -1,0 +1,1 @@
+"""Generator adapters (one module each). The protocol is in :mod:`generators.base`."""

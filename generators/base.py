@@ -1,0 +1,132 @@
+"""The generator-adapter protocol.
+
+An adapter is a class with ``name``, ``description``, the ``conditions`` it accepts, and
+
+- ``fit(train, out_dir, config) -> checkpoint path`` (trainable adapters only);
+- ``load(checkpoint | None, device)``;
+- ``sample(n, *, seed, batch_size, conditions=None, start=0)`` → iterator of :class:`GeneratedBatch`
+  (or plain uint8 arrays (B, H, W, 3)).
+
+Sampling is deterministic for a given (checkpoint, seed, n, conditions) and independent of the batch
+size: image ``i`` depends only on (seed, i), so a killed run resumes at ``start = first missing index``.
+Configs are dataclasses with named presets (``paper`` reproduces the seed paper, ``tiny`` trains in
+minutes on a 2-core CPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Iterator, Sequence
+
+import numpy as np
+
+from harness.errors import UsageError
+
+
+@dataclass
+class GeneratedBatch:
+    """Images (uint8 (B, H, W, 3) or (B, H, W)) with optional per-image metadata."""
+
+    images: np.ndarray
+    conditions: list[str] | None = None
+    label_maps: np.ndarray | None = None
+    prompts: list[str] | None = None
+    source_ids: list[str] | None = None  # e.g. the real image a baseline copied
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def image_seed(seed: int, index: int) -> int:
+    """The per-image seed: a function of (run seed, image index) only, so batching never matters."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+class Generator(ABC):
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    conditions: ClassVar[tuple[str, ...]] = ()  # accepted condition names; () = unconditional
+    trainable: ClassVar[bool] = False
+    batch_size_invariant: ClassVar[bool] = True
+    uses_seed: ClassVar[bool] = True  # False for baselines whose images do not depend on the seed
+    config_class: ClassVar[type | None] = None
+    presets: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **options: Any):
+        self.options = options
+
+    # training ------------------------------------------------------------------------------------
+    def fit(self, train: Any, out_dir: Path, config: Any) -> Path:
+        raise UsageError(f"generator {self.name!r} is not trainable")
+
+    # sampling ------------------------------------------------------------------------------------
+    def load(self, checkpoint: Path | None = None, device: str = "auto") -> None:
+        """Load weights (``checkpoint``) onto ``device`` (``"auto"``: GPU if present)."""
+
+    @abstractmethod
+    def sample(
+        self,
+        n: int,
+        *,
+        seed: int,
+        batch_size: int = 32,
+        conditions: Sequence[str] | None = None,
+        start: int = 0,
+    ) -> Iterator[GeneratedBatch | np.ndarray]:
+        """Yield images ``start .. n-1`` in batches."""
+
+    # metadata -----------------------------------------------------------------------------------
+    def fingerprint(self) -> dict:
+        """Everything besides (seed, n, conditions) that determines the images (goes into the run key)."""
+        return {"generator": self.name, "options": _jsonable(self.options)}
+
+    def describe(self) -> dict:
+        """What ``harness describe generator NAME`` prints."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "conditions": list(self.conditions),
+            "trainable": self.trainable,
+            "batch_size_invariant": self.batch_size_invariant,
+            "presets": sorted(self.presets),
+        }
+
+    def default_n(self) -> int:
+        """How many images ``harness run`` generates when ``--n`` is not given."""
+        return 800
+
+    @classmethod
+    def preset(cls, name: str):
+        if name not in cls.presets:
+            raise UsageError(
+                f"generator {cls.name!r} has no preset {name!r}; presets: {', '.join(sorted(cls.presets)) or 'none'}"
+            )
+        return cls.presets[name]
+
+    @classmethod
+    def availability(cls) -> str:
+        return "ok"
+
+    def check_conditions(self, conditions: Sequence[str] | None) -> None:
+        if conditions and not self.conditions:
+            raise UsageError(f"generator {self.name!r} is unconditional; it does not accept --conditions")
+        bad = [c for c in conditions or () if c not in self.conditions]
+        if bad:
+            raise UsageError(
+                f"generator {self.name!r} does not accept condition(s) {', '.join(bad)}; accepted: {', '.join(self.conditions)}"
+            )
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

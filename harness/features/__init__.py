@@ -1,0 +1,1 @@
+"""Feature extractors (one module each) and the feature cache. See :mod:`harness.features.base`."""

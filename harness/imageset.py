@@ -1,0 +1,275 @@
+"""Image sets on disk: ``images/NNNNNN.png`` + ``manifest.jsonl`` + ``run.json``.
+
+A set is an append-only, index-addressed sequence of images. Every image is written to a temporary name
+and renamed; its manifest line (index, file, sha256, seed, condition, ...) is appended only after the
+rename. A killed run therefore leaves at most images without manifest lines (regenerated identically on
+resume) and possibly one truncated last manifest line (dropped on resume). Because image ``i`` depends
+only on (generator, checkpoint, seed, i), the run key leaves out ``n``: a later request for more images
+extends the same set, and a request for fewer reuses its prefix.
+
+The *content hash* of the first ``n`` images (sha256 over their sha256s in index order) identifies the
+images for the feature cache, independently of where the set lives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+from harness.errors import DataError, UsageError
+
+log = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+
+
+def run_key(parts: dict) -> str:
+    """A stable hash of everything that determines the images (first 16 hex digits of sha256)."""
+    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """uint8 (H, W) → 8-bit L PNG; (H, W, 3) → RGB PNG. Deterministic bytes."""
+    if image.dtype != np.uint8:
+        raise UsageError(f"images must be uint8, got {image.dtype}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Read any PNG/JPEG/BMP/TIFF as uint8 RGB (H, W, 3); unreadable or truncated → DataError naming it."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode != "RGB":
+                im = im.convert("RGB")
+            return np.asarray(im, dtype=np.uint8)
+    except FileNotFoundError as exc:
+        raise DataError(f"image file {path} does not exist") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"cannot read image {path}: {exc} (truncated or not an image? remove or replace it)") from exc
+
+
+@dataclass
+class ManifestEntry:
+    index: int
+    file: str
+    sha256: str
+    seed: int | None = None
+    condition: str | None = None
+    prompt: str | None = None
+    label_map: str | None = None
+    source_id: str | None = None
+
+    def to_json(self) -> str:
+        d = {k: v for k, v in self.__dict__.items() if v is not None}
+        return json.dumps(d, sort_keys=True)
+
+
+class ImageSet:
+    """An image set folder. Use :meth:`open` (create or resume) and :meth:`write_batch`."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.images_dir = self.root / "images"
+        self.labels_dir = self.root / "labelmaps"
+        self.manifest_path = self.root / "manifest.jsonl"
+        self.run_json = self.root / "run.json"
+        self.entries: list[ManifestEntry] = []
+
+    # opening ------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, root: Path, info: dict, *, key: str) -> "ImageSet":
+        """Create the set at ``root`` or resume it; ``info`` goes to run.json (must match ``key``)."""
+        s = cls(root)
+        try:
+            s.images_dir.mkdir(parents=True, exist_ok=True)
+            probe = s.root / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise DataError(
+                f"cannot write the image set under {s.root}: {exc.strerror or exc}. "
+                "Choose a writable folder with --out or ECHOBENCH_HOME."
+            ) from exc
+        if s.run_json.exists():
+            old = json.loads(s.run_json.read_text())
+            if old.get("key") != key:
+                raise DataError(f"{s.run_json} belongs to run key {old.get('key')}, not {key}; remove the folder")
+        else:
+            atomic_write_json(s.run_json, {**info, "key": key, "format_version": FORMAT_VERSION})
+        s._load_manifest(repair=True)
+        return s
+
+    @classmethod
+    def read(cls, root: Path) -> "ImageSet":
+        """Open an existing set for reading; a corrupt manifest line is a DataError naming the line."""
+        s = cls(root)
+        if not s.manifest_path.exists():
+            raise DataError(f"{root} is not an image set (no manifest.jsonl)")
+        s._load_manifest(repair=False)
+        return s
+
+    def _load_manifest(self, *, repair: bool) -> None:
+        """Read manifest lines; keep the contiguous valid prefix 0..k-1 whose files exist.
+
+        With ``repair`` (resume) a corrupt line or a gap ends the valid prefix: everything after it is
+        regenerated and the manifest is rewritten atomically. Without ``repair`` it is an error.
+        """
+        self.entries = []
+        if not self.manifest_path.exists():
+            return
+        lines = self.manifest_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        dirty = False
+        for lineno, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+                entry = ManifestEntry(**d)
+                ok = entry.index == len(self.entries) and (self.root / entry.file).is_file()
+            except (json.JSONDecodeError, TypeError) as exc:
+                if not repair:
+                    raise DataError(f"{self.manifest_path} line {lineno}: corrupt manifest line ({exc})") from exc
+                log.warning("%s line %d is corrupt; regenerating from index %d", self.manifest_path, lineno, len(self.entries))
+                dirty = True
+                break
+            if not ok:
+                if not repair:
+                    raise DataError(f"{self.manifest_path} line {lineno}: index {d.get('index')} or file {d.get('file')} is missing")
+                dirty = True
+                break
+            self.entries.append(entry)
+        if dirty or len(self.entries) != sum(1 for ln in lines if ln.strip()):
+            self._rewrite_manifest()
+
+    def _rewrite_manifest(self) -> None:
+        atomic_write_bytes(self.manifest_path, "".join(e.to_json() + "\n" for e in self.entries).encode())
+
+    # writing ------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def write_batch(
+        self,
+        start: int,
+        images: np.ndarray,
+        *,
+        seeds: Sequence[int | None] | None = None,
+        conditions: Sequence[str | None] | None = None,
+        prompts: Sequence[str | None] | None = None,
+        label_maps: np.ndarray | None = None,
+        source_ids: Sequence[str | None] | None = None,
+    ) -> None:
+        """Write images ``start .. start+B-1`` (``start`` must equal ``len(self)``)."""
+        if start != len(self.entries):
+            raise RuntimeError(f"image set {self.root}: write at index {start}, expected {len(self.entries)}")
+        lines = []
+        for j, image in enumerate(images):
+            i = start + j
+            name = f"{i:06d}.png"
+            data = encode_png(np.asarray(image))
+            atomic_write_bytes(self.images_dir / name, data)
+            label_rel = None
+            if label_maps is not None:
+                atomic_write_bytes(self.labels_dir / name, encode_png(np.asarray(label_maps[j], dtype=np.uint8)))
+                label_rel = f"labelmaps/{name}"
+            entry = ManifestEntry(
+                index=i,
+                file=f"images/{name}",
+                sha256=sha256_bytes(data),
+                seed=None if seeds is None else seeds[j],
+                condition=None if conditions is None else conditions[j],
+                prompt=None if prompts is None else prompts[j],
+                label_map=label_rel,
+                source_id=None if source_ids is None else source_ids[j],
+            )
+            self.entries.append(entry)
+            lines.append(entry.to_json() + "\n")
+        with open(self.manifest_path, "a", encoding="utf-8") as f:
+            f.write("".join(lines))
+            f.flush()
+            os.fsync(f.fileno())
+
+    # reading ------------------------------------------------------------------------------------
+    def content_hash(self, n: int | None = None) -> str:
+        """sha256 over the first ``n`` images' sha256s, in index order."""
+        entries = self.entries if n is None else self.entries[:n]
+        h = hashlib.sha256()
+        for e in entries:
+            h.update(e.sha256.encode())
+        return h.hexdigest()
+
+    def iter_images(self, n: int | None = None, batch_size: int = 64) -> Iterator[list[np.ndarray]]:
+        """Yield the first ``n`` images as uint8 RGB arrays, in batches."""
+        entries = self.entries if n is None else self.entries[:n]
+        for k in range(0, len(entries), batch_size):
+            yield [read_image(self.root / e.file) for e in entries[k : k + batch_size]]
+
+    def load_images(self, n: int | None = None) -> list[np.ndarray]:
+        return [im for batch in self.iter_images(n) for im in batch]
+
+    def info(self) -> dict:
+        return json.loads(self.run_json.read_text()) if self.run_json.exists() else {}
+
+
+def list_image_files(folder: Path) -> list[Path]:
+    """Image files (PNG/JPEG/BMP/TIFF) directly in ``folder``, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"image folder {folder} does not exist or is not a folder")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def iter_batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,254 @@
+"""The results store: SQLAlchemy 2 models, Alembic migrations, SQLite by default, any URL by ``--db``.
+
+Tables (DESIGN.md): ``run`` (one per ``harness run``: generator, checkpoint hash, data, n, seed, config,
+versions, git SHA, timestamps), ``result`` (one per metric: value, CI, feature space, details) and
+``artifact`` (galleries, plots). The schema is created and upgraded only by Alembic migrations
+(``harness/migrations``), never by ``create_all``, so SQLite and PostgreSQL databases evolve the same way.
+
+URL resolution: explicit ``--db`` → ``ECHOBENCH_DB`` → ``sqlite:///echobench.db`` in the working directory.
+A bare path (no ``://``) means a SQLite file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Iterable
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+from harness.errors import StoreError, UsageError
+
+log = logging.getLogger(__name__)
+DEFAULT_DB = "sqlite:///echobench.db"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+class Run(Base):
+    __tablename__ = "run"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    generator: Mapped[str] = mapped_column(String(200), index=True)
+    checkpoint_hash: Mapped[str | None] = mapped_column(String(64))
+    data_source: Mapped[str] = mapped_column(String(500))
+    reference: Mapped[str | None] = mapped_column(String(500))
+    n: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer)
+    feature_space: Mapped[str | None] = mapped_column(String(100))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    versions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    git_sha: Mapped[str | None] = mapped_column(String(64))
+    imageset_path: Mapped[str | None] = mapped_column(Text)
+    imageset_hash: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    origin: Mapped[str] = mapped_column(String(20), default="local")
+    provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    results: Mapped[list["Result"]] = relationship(back_populates="run", cascade="all, delete-orphan")
+    artifacts: Mapped[list["Artifact"]] = relationship(back_populates="run", cascade="all, delete-orphan")
+
+
+class Result(Base):
+    __tablename__ = "result"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"), index=True)
+    task: Mapped[str] = mapped_column(String(100))
+    task_version: Mapped[str | None] = mapped_column(String(20))
+    metric: Mapped[str] = mapped_column(String(100))
+    value: Mapped[float | None] = mapped_column(Float)
+    ci_low: Mapped[float | None] = mapped_column(Float)
+    ci_high: Mapped[float | None] = mapped_column(Float)
+    n: Mapped[int | None] = mapped_column(Integer)
+    feature_space: Mapped[str | None] = mapped_column(String(100))
+    higher_is_better: Mapped[bool] = mapped_column(Boolean, default=False)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    run: Mapped[Run] = relationship(back_populates="results")
+
+
+class Artifact(Base):
+    __tablename__ = "artifact"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(100))
+    path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    run: Mapped[Run] = relationship(back_populates="artifacts")
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def resolve_url(db: str | None = None) -> str:
+    """``--db`` value or ``ECHOBENCH_DB`` or the default; a bare path becomes a SQLite URL."""
+    value = db or os.environ.get("ECHOBENCH_DB") or DEFAULT_DB
+    if "://" not in value:
+        value = f"sqlite:///{Path(value).expanduser()}"
+    try:
+        make_url(value)
+    except ArgumentError as exc:
+        raise UsageError(f"invalid database URL {value!r}: {exc}") from exc
+    return value
+
+
+def _safe(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.close()
+
+
+class Store:
+    """A connection to the results database (migrated to the latest schema on open)."""
+
+    def __init__(self, db: str | None = None, *, migrate: bool = True):
+        self.url = resolve_url(db)
+        is_sqlite = self.url.startswith("sqlite")
+        if is_sqlite:
+            path = make_url(self.url).database
+            if path and path != ":memory:":
+                parent = Path(path).expanduser().resolve().parent
+                if not parent.is_dir():
+                    raise StoreError(f"cannot open database {_safe(self.url)}: folder {parent} does not exist")
+        kwargs: dict[str, Any] = {"future": True}
+        if not is_sqlite:
+            kwargs["pool_pre_ping"] = True
+            kwargs["connect_args"] = {"connect_timeout": 10}
+        self.engine: Engine = create_engine(self.url, **kwargs)
+        if is_sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            with self.engine.connect():
+                pass
+        except (OperationalError, SQLAlchemyError) as exc:
+            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
+            raise StoreError(
+                f"cannot connect to the results database {_safe(self.url)}: {reason}. "
+                "Check --db / ECHOBENCH_DB (e.g. sqlite:///echobench.db or postgresql+psycopg://user@host/db)."
+            ) from exc
+        if migrate:
+            self.upgrade()
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Run the Alembic migrations up to ``revision``."""
+        from alembic import command
+
+        try:
+            command.upgrade(alembic_config(self.engine), revision)
+        except (OperationalError, SQLAlchemyError) as exc:
+            raise StoreError(f"cannot migrate the results database {_safe(self.url)}: {getattr(exc, 'orig', exc)}") from exc
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # writing -------------------------------------------------------------------------------------
+    def start_run(self, **fields: Any) -> str:
+        run = Run(**fields)
+        with self.session() as s, s.begin():
+            s.add(run)
+        return run.id
+
+    def finish_run(self, run_id: str, results: Iterable[dict], artifacts: Iterable[dict] = (), status: str = "ok") -> None:
+        """Write all results and artifacts of a run and mark it finished, in one transaction."""
+        with self.session() as s, s.begin():
+            run = s.get(Run, run_id)
+            if run is None:
+                raise StoreError(f"run {run_id} is not in {_safe(self.url)}")
+            for r in results:
+                s.add(Result(run_id=run_id, **r))
+            for a in artifacts:
+                s.add(Artifact(run_id=run_id, **a))
+            run.status = status
+            run.finished_at = _now()
+
+    def mark_failed(self, run_id: str, reason: str) -> None:
+        with self.session() as s, s.begin():
+            run = s.get(Run, run_id)
+            if run is not None:
+                run.status = "failed"
+                run.finished_at = _now()
+                run.provenance = {**(run.provenance or {}), "error": reason[:2000]}
+
+    # reading -------------------------------------------------------------------------------------
+    def runs(self) -> list[Run]:
+        with self.session() as s:
+            return list(s.scalars(select(Run).order_by(Run.started_at)))
+
+    def results_frame(self):
+        """One row per result joined with its run (the ``harness export`` columns)."""
+        import pandas as pd
+
+        stmt = (
+            select(
+                Run.id.label("run_id"),
+                Run.generator,
+                Run.checkpoint_hash,
+                Run.data_source.label("data"),
+                Run.reference,
+                Run.n.label("run_n"),
+                Run.seed,
+                Run.origin,
+                Run.git_sha,
+                Result.task,
+                Result.task_version,
+                Result.metric,
+                Result.value,
+                Result.ci_low,
+                Result.ci_high,
+                Result.n,
+                Result.feature_space,
+                Result.higher_is_better,
+                Result.created_at.label("created"),
+            )
+            .join(Result, Result.run_id == Run.id)
+            .order_by(Result.created_at, Result.id)
+        )
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(stmt).mappings().all())
+
+
+def alembic_config(engine: Engine):
+    """An Alembic Config pointing at the packaged migrations, bound to ``engine``."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
+    cfg.attributes["engine"] = engine
+    return cfg

@@ -1,0 +1,1 @@
+"""Tasks: pure computations over features/images that score a generated image set."""

@@ -1,0 +1,90 @@
+"""The task protocol.
+
+A task has one frozen :class:`TaskSpec` (its metadata in one place) and an :meth:`Task.evaluate` that turns
+a :class:`TaskContext` into :class:`MetricResult` records. Metric functions themselves are pure (arrays and
+an explicit ``numpy.random.Generator`` in, a frozen result out); the task class only adapts the context.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    version: str
+    description: str
+    needs_reference: bool = True
+    needs_features: bool = True
+    needs_images: bool = False
+    default_features: str | None = "inception"
+    parameters: dict[str, Any] = field(default_factory=dict)  # name -> default
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """One number with its interval, sample size and details (stored as one ``result`` row)."""
+
+    metric: str
+    value: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int | None = None
+    higher_is_better: bool = False
+    feature_space: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TaskContext:
+    """What the runner hands to a task.
+
+    gen_features / ref_features: (N, d) arrays in ``feature_space`` (None if the task needs no features).
+    gen_images / ref_images: callables returning a list of uint8 (H, W, 3) arrays (loaded lazily).
+    ref_stats: callable returning the cached reference statistics dict (mu, sigma, sqrt_sigma) or None.
+    artifacts_dir: where the task may write figures/galleries; it returns their paths in
+        ``artifacts`` (kind -> path) so the runner records them.
+    """
+
+    feature_space: str | None
+    rng: np.random.Generator
+    gen_features: np.ndarray | None = None
+    ref_features: np.ndarray | None = None
+    gen_images: Callable[[], Sequence[np.ndarray]] | None = None
+    ref_images: Callable[[], Sequence[np.ndarray]] | None = None
+    ref_stats: Callable[[], dict] | None = None
+    train_features: np.ndarray | None = None
+    artifacts_dir: Path | None = None
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    feature_substitute: bool = False
+
+
+class Task(ABC):
+    spec: ClassVar[TaskSpec]
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    def __init__(self, **params: Any):
+        unknown = set(params) - set(self.spec.parameters)
+        if unknown:
+            from harness.errors import UsageError
+
+            raise UsageError(
+                f"task {self.spec.name!r} has no option(s) {', '.join(sorted(unknown))}; "
+                f"options: {', '.join(sorted(self.spec.parameters)) or 'none'}"
+            )
+        self.params = {**self.spec.parameters, **params}
+
+    @abstractmethod
+    def evaluate(self, ctx: TaskContext) -> list[MetricResult]:
+        ...
+
+    @classmethod
+    def availability(cls) -> str:
+        return "ok"

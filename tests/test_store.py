@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import inspect
+
+from harness.errors import StoreError
+from harness.store import Store, resolve_url
+
+
+def _one_run(store: Store) -> str:
+    rid = store.start_run(generator="real", data_source="phantom", n=3, seed=0, config={"a": 1}, versions={}, provenance={})
+    store.finish_run(rid, [dict(task="fid", metric="FD_radiomics", value=1.5, ci_low=1.0, ci_high=2.0, n=3,
+                                feature_space="radiomics", details={"k": [1, 2]})],
+                     [dict(kind="gallery", path="/x.png")])
+    return rid
+
+
+def test_migrations_create_tables_and_roundtrip(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    names = set(inspect(store.engine).get_table_names())
+    assert {"run", "result", "artifact", "alembic_version"} <= names
+    rid = _one_run(store)
+    frame = store.results_frame()
+    assert list(frame["run_id"]) == [rid]
+    assert frame.loc[0, "metric"] == "FD_radiomics" and frame.loc[0, "ci_high"] == 2.0
+    # reopening does not re-create or lose anything
+    again = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    assert len(again.runs()) == 1 and again.runs()[0].status == "ok"
+
+
+def test_bare_path_is_sqlite(tmp_path):
+    assert resolve_url(str(tmp_path / "x.db")).startswith("sqlite:///")
+
+
+def test_unreachable_database_is_a_clear_error():
+    with pytest.raises(StoreError, match="cannot connect"):
+        Store("postgresql+psycopg://nobody:secret@127.0.0.1:1/nodb")
+
+
+def test_password_not_in_error():
+    with pytest.raises(StoreError) as info:
+        Store("postgresql+psycopg://nobody:secret@127.0.0.1:1/nodb")
+    assert "secret" not in str(info.value)
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        Store(f"sqlite:///{tmp_path / 'nope' / 'r.db'}")

@@ -18,3 +18,17 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ECHOBENCH_DB", f"sqlite:///{tmp_path / 'echobench.db'}")
     monkeypatch.setenv("ECHOBENCH_WEIGHTS", str(tmp_path / "no-weights"))
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server for the session; skipped (with the reason shown) only without server binaries."""
+    from tests.pg import TempPostgres
+
+    try:
+        pg = TempPostgres()
+    except FileNotFoundError as exc:
+        pytest.skip(f"PostgreSQL server not installed: {exc}")
+    url = pg.start()
+    yield url
+    pg.stop()

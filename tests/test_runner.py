@@ -1,0 +1,178 @@
+"""End-to-end: data → generator → image set → features → task → store → printed results."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from harness.runner import RunRequest, run
+from harness.store import Store
+
+HARNESS = [sys.executable, "-m", "harness.cli"]
+
+
+def harness(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([*HARNESS, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def _value(outcome, metric_prefix="FD_radiomics"):
+    return next(r.value for _, r in outcome.results if r.metric == metric_prefix)
+
+
+def test_metric_separates_the_baselines():
+    real = run(RunRequest(generator="real", tasks=["fid"], features="radiomics", n=60))
+    labelmap = run(RunRequest(generator="labelmap", tasks=["fid"], features="radiomics", n=60))
+    assert real.feature_space == "radiomics"
+    fd_real, fd_label = _value(real), _value(labelmap)
+    assert fd_label > 5 * fd_real, (fd_real, fd_label)
+    frame = Store().results_frame()
+    assert set(frame["generator"]) == {"real", "labelmap"}
+    assert all(m.startswith("FD_radiomics") for m in frame["metric"])  # never called FID outside Inception space
+
+
+def test_rerun_reuses_images_and_features(monkeypatch):
+    first = run(RunRequest(generator="labelmap", tasks=["fid"], features="radiomics", n=20))
+    from harness.features import cache as cache_mod
+
+    calls = []
+    original = cache_mod.extract_features
+    monkeypatch.setattr(cache_mod, "extract_features", lambda *a, **k: calls.append(1) or original(*a, **k))
+    second = run(RunRequest(generator="labelmap", tasks=["fid"], features="radiomics", n=20))
+    assert calls == []  # neither generated nor reference features were recomputed
+    assert first.imageset == second.imageset
+    assert _value(first) == _value(second)
+    assert first.run_id != second.run_id
+
+
+def test_json_output_has_one_object_per_result(tmp_path):
+    proc = harness("run", "--generator", "real", "--task", "fid", "--features", "radiomics", "--n", "30", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    assert rows and {"run_id", "generator", "task", "metric", "value", "ci_low", "ci_high", "feature_space", "n"} <= set(rows[0])
+    assert all(r["feature_space"] == "radiomics" and r["generator"] == "real" for r in rows)
+
+
+def _write_folder(folder: Path, k: int, *, size=(40, 40), mode="L", seed=0):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(k):
+        shape = size if mode == "L" else (*size, 3)
+        Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8), mode=mode).save(folder / f"img{i:03d}.png")
+
+
+def test_images_generator_scores_a_folder_against_a_folder(tmp_path):
+    _write_folder(tmp_path / "gen", 12, size=(48, 40), mode="RGB")
+    _write_folder(tmp_path / "gen", 3, size=(30, 30), mode="L", seed=5)  # mixed sizes and gray/RGB accepted
+    _write_folder(tmp_path / "ref", 10, seed=1)
+    out = run(RunRequest(generator="images", tasks=["fid"], features="radiomics",
+                         generator_options={"images": str(tmp_path / "gen")}, reference=f"folder:{tmp_path / 'ref'}"))
+    assert out.n == 12 and out.n_ref == 10
+    assert np.isfinite(_value(out))
+
+
+@pytest.mark.parametrize("k", [0, 1])
+def test_too_few_images_is_exit_2(tmp_path, k):
+    _write_folder(tmp_path / "gen", k)
+    proc = harness("run", "--generator", "images", "--images", str(tmp_path / "gen"), "--task", "fid", "--features", "radiomics")
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_truncated_image_is_named(tmp_path):
+    _write_folder(tmp_path / "gen", 4)
+    data = (tmp_path / "gen" / "img002.png").read_bytes()
+    (tmp_path / "gen" / "img002.png").write_bytes(data[: len(data) // 2])
+    proc = harness("run", "--generator", "images", "--images", str(tmp_path / "gen"), "--task", "fid",
+                   "--features", "radiomics", "--reference", f"folder:{tmp_path / 'gen'}")
+    assert proc.returncode == 2
+    assert "img002.png" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_inception_weights_offline_is_exit_2_before_generating(tmp_path):
+    t0 = time.time()
+    proc = harness("run", "--generator", "real", "--task", "fid", "--n", "20")
+    assert proc.returncode == 2, proc.stderr
+    assert "inception-2015-12-05" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs" / "real").exists()  # failed before any long work
+    assert time.time() - t0 < 120  # no hang (generous bound; a hang would time out at 300 s)
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--generator", "reel", "--task", "fid"], "Did you mean 'real'"),
+        (["--generator", "real", "--task", "fdi"], "Did you mean 'fid'"),
+        (["--generator", "real", "--task", "fid", "--features", "radiomix"], "Did you mean 'radiomics'"),
+        (["--generator", "real", "--task", "fid", "--features", "radiomics", "--db", "postgresql+psycopg://u:p@127.0.0.1:1/x"], "cannot connect"),
+    ],
+)
+def test_user_errors_exit_2_with_one_message(args, needle):
+    proc = harness("run", *args)
+    assert proc.returncode == 2, proc.stderr
+    assert needle in proc.stderr.replace("\n", " ") and "Traceback" not in proc.stderr
+
+
+SLOW_PLUGIN = '''
+import time
+from generators.labelmap import LabelMapGenerator
+
+class SlowLabelMap(LabelMapGenerator):
+    """labelmap, slowed down so a test can kill it mid-generation."""
+    uses_seed = True
+
+    def sample(self, n, *, seed, batch_size=32, conditions=None, start=0):
+        for batch in super().sample(n, seed=seed, batch_size=batch_size, conditions=conditions, start=start):
+            time.sleep(0.15)
+            yield batch
+'''
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_run_resumes_to_identical_images_and_result(tmp_path, sig):
+    plugin = tmp_path / "slowgen.py"
+    plugin.write_text(SLOW_PLUGIN)
+    gen = f"{plugin}:SlowLabelMap"
+    args = ["run", "--generator", gen, "--task", "fid", "--features", "radiomics", "--n", "48", "--batch-size", "4", "--json"]
+    env_a = {"ECHOBENCH_HOME": str(tmp_path / "a"), "ECHOBENCH_DB": str(tmp_path / "a.db")}
+    proc = subprocess.Popen([*HARNESS, *args], env={**os.environ, **env_a}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    manifest = None
+    while time.time() < deadline:
+        found = list((tmp_path / "a").glob("*/*/manifest.jsonl"))
+        if found and len(found[0].read_text().splitlines()) >= 8:
+            manifest = found[0]
+            break
+        time.sleep(0.05)
+    assert manifest is not None, "generation never started"
+    proc.send_signal(sig)
+    proc.communicate(timeout=60)
+    killed_at = len(manifest.read_text().splitlines())
+    assert 0 < killed_at < 48, "the run was not interrupted mid-generation"
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130
+
+    resumed = harness(*args, env=env_a)
+    assert resumed.returncode == 0, resumed.stderr
+    fresh = harness(*args, env={"ECHOBENCH_HOME": str(tmp_path / "b"), "ECHOBENCH_DB": str(tmp_path / "b.db")})
+    assert fresh.returncode == 0, fresh.stderr
+
+    def hashes(root):
+        lines = next(Path(root).glob("*/*/manifest.jsonl")).read_text().splitlines()
+        entries = [json.loads(x) for x in lines]
+        return [(e["index"], e["sha256"]) for e in entries]
+
+    ha, hb = hashes(tmp_path / "a"), hashes(tmp_path / "b")
+    assert ha == hb and [i for i, _ in ha] == list(range(48))  # none missing, none duplicated
+    va = {r["metric"]: r["value"] for r in map(json.loads, resumed.stdout.splitlines())}
+    vb = {r["metric"]: r["value"] for r in map(json.loads, fresh.stdout.splitlines())}
+    assert va == vb

@@ -307,6 +307,11 @@ def export_results(
     err.print(f"wrote {len(frame)} results to {out_path}")
 
 
+from harness.commands import register_all  # noqa: E402  (command groups defined beside their features)
+
+register_all(app)
+
+
 def main() -> None:
     """Entry point: maps EchoBench errors to exit code 2, bugs to 1."""
     try:

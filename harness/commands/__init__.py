@@ -1,0 +1,33 @@
+"""CLI command groups that live beside their feature (human evaluation, leaderboard, submissions, ...).
+
+Each module defines ``register(app)`` that adds its commands to the main typer app. Modules must be cheap
+to import (no torch/streamlit at import time) so that ``harness --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import typer
+
+log = logging.getLogger(__name__)
+
+MODULES = (
+    "harness.commands.leaderboard",
+    "harness.commands.submission",
+    "harness.commands.human",
+    "harness.commands.train",
+    "harness.commands.validate_metrics",
+)
+
+
+def register_all(app: typer.Typer) -> None:
+    for name in MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that feature is not in this checkout yet
+                continue
+            raise
+        module.register(app)

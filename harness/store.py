@@ -27,6 +27,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
     create_engine,
     event,
     select,
@@ -105,6 +106,72 @@ class Artifact(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
     run: Mapped[Run] = relationship(back_populates="artifacts")
+
+
+# Human evaluation (FORMATS.md): studies, participants, images and their ratings. --------------------
+
+
+class Study(Base):
+    __tablename__ = "study"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    origin: Mapped[str] = mapped_column(String(20), default="import")  # import | app
+    content_hash: Mapped[str | None] = mapped_column(String(64))  # of the imported files (idempotent import)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # design, scale, synthetic flag, ...
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class Participant(Base):
+    __tablename__ = "participant"
+    __table_args__ = (UniqueConstraint("study_id", "participant_id", name="uq_participant_study_pid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    participant_id: Mapped[str] = mapped_column(String(200))
+    experience_years: Mapped[float | None] = mapped_column(Float)
+    weekly_readings: Mapped[float | None] = mapped_column(Float)
+    specialty: Mapped[str | None] = mapped_column(String(200))
+    age: Mapped[float | None] = mapped_column(Float)
+    sex: Mapped[str | None] = mapped_column(String(50))
+    language: Mapped[str | None] = mapped_column(String(50))
+    token_hash: Mapped[str | None] = mapped_column(String(128), unique=True)
+    answers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # consent, pre/post questionnaires
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class StudyImage(Base):
+    __tablename__ = "image"
+    __table_args__ = (UniqueConstraint("study_id", "image_id", name="uq_image_study_iid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    image_id: Mapped[str] = mapped_column(String(300))
+    source: Mapped[str] = mapped_column(String(100))
+    path: Mapped[str | None] = mapped_column(Text)
+    run_id: Mapped[str | None] = mapped_column(String(36))  # the image set's run, when known
+
+
+class Rating(Base):
+    __tablename__ = "rating"
+    __table_args__ = (UniqueConstraint("participant_pk", "image_pk", name="uq_rating_participant_image"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    participant_pk: Mapped[int] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"))
+    image_pk: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"))
+    rating: Mapped[int] = mapped_column(Integer)
+    walls_not_visible: Mapped[bool] = mapped_column(Boolean, default=False)
+    unnatural_artifacts: Mapped[bool] = mapped_column(Boolean, default=False)
+    possible_pathology: Mapped[bool] = mapped_column(Boolean, default=False)
+    cropped_image: Mapped[bool] = mapped_column(Boolean, default=False)
+    wall_destruction: Mapped[bool] = mapped_column(Boolean, default=False)
+    comment: Mapped[str | None] = mapped_column(Text)
+    position: Mapped[int | None] = mapped_column(Integer)
+    rated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    revision: Mapped[int] = mapped_column(Integer, default=1)  # > 1: the rater went back and changed it
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -46,3 +46,21 @@ def test_password_not_in_error():
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(StoreError, match="does not exist"):
         Store(f"sqlite:///{tmp_path / 'nope' / 'r.db'}")
+
+
+def test_models_match_migrations(tmp_path):
+    """The ORM models and the Alembic migrations describe the same schema (no pending autogenerate diff)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from harness.store import Base
+
+    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_human_tables_exist(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'h.db'}")
+    assert {"study", "participant", "image", "rating"} <= set(inspect(store.engine).get_table_names())

@@ -31,8 +31,8 @@ app = typer.Typer(
 data_app = typer.Typer(help="Data sources: export the phantom (with injected faults) or any source to a folder.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 _state = {"debug": False}
 
 

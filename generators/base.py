@@ -53,6 +53,7 @@ class Generator(ABC):
     batch_size_invariant: ClassVar[bool] = True
     uses_seed: ClassVar[bool] = True  # False for baselines whose images do not depend on the seed
     config_class: ClassVar[type | None] = None
+    train_data: str | None = None  # data spec of the training set (set by load() from checkpoint metadata)
     presets: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **options: Any):

@@ -123,6 +123,8 @@ def run(
     reference: Optional[str] = typer.Option(None, "--reference", help="Reference set spec (default: the data source's reference split, e.g. phantom:reference)."),
     n: Optional[int] = typer.Option(None, "--n", help="Images to generate (default 800, or all images for --generator images)."),
     n_ref: Optional[int] = typer.Option(None, "--n-ref", help="Reference images (default: same as --n)."),
+    train_data: Optional[str] = typer.Option(None, "--train-data", help="Training-set spec for memorisation (default: from the checkpoint, else DATA:train)."),
+    n_train: Optional[int] = typer.Option(None, "--n-train", help="Training images to compare against (default: same as --n)."),
     seed: int = typer.Option(0, "--seed", help="Seed for generation and for the tasks' resampling."),
     features: str = typer.Option("inception", "--features", "-f", help="Feature space: inception (FID), radiomics, random-inception, ..."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Weight file of the feature extractor (e.g. inception-2015-12-05.pt)."),
@@ -148,6 +150,7 @@ def run(
         gen_options["images"] = images
     req = RunRequest(
         generator=generator, tasks=list(task), data=data, reference=reference, n=n, n_ref=n_ref, seed=seed,
+        train_data=train_data, n_train=n_train,
         features=features, weights=weights, checkpoint=checkpoint,
         conditions=[c.strip() for c in conditions.split(",") if c.strip()] if conditions else None,
         generator_options=gen_options, task_options=_parse_task_options(task_option), batch_size=batch_size,
@@ -315,7 +318,7 @@ register_all(app)
 def main() -> None:
     """Entry point: maps EchoBench errors to exit code 2, bugs to 1."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # returns the exit code of typer.Exit (130 for Ctrl-C) in this mode
     except EchoBenchError as exc:
         if _state["debug"]:
             err.print_exception()
@@ -338,6 +341,9 @@ def main() -> None:
         err.print_exception()
         err.print("[bold red]This is a bug in EchoBench[/bold red]; please report it with the traceback above.")
         sys.exit(1)
+    if rc == 130:
+        err.print("interrupted; re-run the same command to resume")
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":

@@ -103,6 +103,8 @@ class Registry(Generic[T]):
                 log.debug("failed to load %s %r", self.kind, entry.name, exc_info=True)
             if entry.obj is not None and not entry.description:
                 entry.description = _first_line(entry.obj)
+            if entry.obj is not None and isinstance(entry.obj, type) and not getattr(entry.obj, "name", None):
+                entry.obj.name = entry.name  # a plug-in class that leaves `name` empty is known by its entry point
         if entry.error is not None:
             raise UsageError(f"{self.kind} {entry.name!r} ({entry.origin}, {entry.target}) failed to load: {entry.error}")
         return entry.obj

@@ -50,6 +50,8 @@ class RunRequest:
     reference: str | None = None
     n: int | None = None
     n_ref: int | None = None
+    train_data: str | None = None
+    n_train: int | None = None
     seed: int = 0
     features: str = "inception"
     weights: str | None = None
@@ -153,6 +155,7 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> RunOutcome:
     task_objs = [(name, registry.tasks.get(name)(**req.task_options.get(name, {}))) for name in req.tasks]
     needs_features = any(t.spec.needs_features for _, t in task_objs)
     needs_reference = any(t.spec.needs_reference for _, t in task_objs)
+    needs_train = any(t.spec.needs_train for _, t in task_objs)
     extractor = None
     if needs_features:
         extractor = registry.features.get(req.features)(device=req.device, weights=req.weights)
@@ -202,17 +205,7 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> RunOutcome:
                               reporter=reporter, label=req.generator)
         ref_set, n_ref, overlap = None, 0, 0
         if needs_reference:
-            ref_source, ref_split = open_data_spec(ref_spec)
-            ref_gen = registry.generators.get("real")(data=ref_source, split=ref_split)
-            ref_count = ref_source.count(ref_split)
-            n_ref = req.n_ref if req.n_ref is not None else (n if ref_count is None else min(n, ref_count))
-            if n_ref < 2:
-                raise UsageError(f"the reference set {ref_spec} needs at least 2 images (got {n_ref})")
-            ref_parts = {"fingerprint": ref_gen.fingerprint()}
-            ref_key = run_key(ref_parts)
-            ref_set = materialize(ref_gen, home / "_reference" / ref_key, n_ref, seed=0, batch_size=req.batch_size,
-                                  conditions=None, info={"generator": "real", "reference": ref_spec, **ref_parts},
-                                  key=ref_key, reporter=reporter, label=f"reference {ref_spec}")
+            ref_set, n_ref = _real_set(ref_spec, req.n_ref, n, home, req.batch_size, reporter, "reference")
             overlap = _overlap(gen_set, n, ref_set, n_ref)
             if overlap:
                 log.warning("%d of %d generated images are identical to reference images", overlap, n)
@@ -227,6 +220,11 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> RunOutcome:
 
             cache = FeatureCache()
             ctx.gen_features = _features(gen_set, n, extractor, cache, reporter, req.generator)
+            if needs_train:
+                train_spec = req.train_data or gen.train_data or f"{parse_name(req.data)}:train"
+                train_set, n_train = _real_set(train_spec, req.n_train, n, home, req.batch_size, reporter, "training set")
+                ctx.train_features = _features(train_set, n_train, extractor, cache, reporter, "training set")
+                ctx.train_images = lambda: train_set.load_images(n_train)
             if ref_set is not None:
                 ref_features = _features(ref_set, n_ref, extractor, cache, reporter, "reference")
                 ctx.ref_features = ref_features
@@ -251,6 +249,7 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> RunOutcome:
         spec_version = {name: t.spec.version for name, t in task_objs}
         store.finish_run(
             run_id,
+            imageset_hash=gen_set.content_hash(n),
             [dict(task=name, task_version=spec_version[name], metric=r.metric, value=_num(r.value),
                   ci_low=_num(r.ci_low), ci_high=_num(r.ci_high), n=r.n, feature_space=r.feature_space,
                   higher_is_better=r.higher_is_better, details=_jsonable(r.details)) for name, r in results],
@@ -264,6 +263,23 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> RunOutcome:
                       substitute=bool(extractor and extractor.substitute), n=n, n_ref=n_ref, results=results,
                       imageset=gen_set.root, reference_imageset=ref_set.root if ref_set else None,
                       artifacts=dict(ctx.artifacts))
+
+
+def _real_set(spec: str, n_req: int | None, n_default: int, home: Path, batch_size: int, reporter: Reporter,
+              label: str) -> tuple[ImageSet, int]:
+    """Materialise ``n`` images of a data-source spec (a reference or training set) as a cached image set."""
+    source, split = open_data_spec(spec)
+    gen = registry.generators.get("real")(data=source, split=split)
+    count = source.count(split)
+    n = n_req if n_req is not None else (n_default if count is None else min(n_default, count))
+    if n < 2:
+        raise UsageError(f"the {label} {spec} needs at least 2 images (got {n})")
+    parts = {"fingerprint": gen.fingerprint()}
+    key = run_key(parts)
+    iset = materialize(gen, home / "_reference" / key, n, seed=0, batch_size=batch_size, conditions=None,
+                       info={"generator": "real", "spec": spec, **parts}, key=key, reporter=reporter,
+                       label=f"{label} {spec}")
+    return iset, n
 
 
 def parse_name(spec: str) -> str:

@@ -251,12 +251,15 @@ class Store:
             s.add(run)
         return run.id
 
-    def finish_run(self, run_id: str, results: Iterable[dict], artifacts: Iterable[dict] = (), status: str = "ok") -> None:
+    def finish_run(self, run_id: str, results: Iterable[dict], artifacts: Iterable[dict] = (), status: str = "ok",
+                   imageset_hash: str | None = None) -> None:
         """Write all results and artifacts of a run and mark it finished, in one transaction."""
         with self.session() as s, s.begin():
             run = s.get(Run, run_id)
             if run is None:
                 raise StoreError(f"run {run_id} is not in {_safe(self.url)}")
+            if imageset_hash is not None:
+                run.imageset_hash = imageset_hash
             for r in results:
                 s.add(Result(run_id=run_id, **r))
             for a in artifacts:

@@ -23,6 +23,7 @@ class TaskSpec:
     needs_reference: bool = True
     needs_features: bool = True
     needs_images: bool = False
+    needs_train: bool = False  # features of the generator's training set (memorisation)
     default_features: str | None = "inception"
     parameters: dict[str, Any] = field(default_factory=dict)  # name -> default
 
@@ -60,6 +61,7 @@ class TaskContext:
     ref_images: Callable[[], Sequence[np.ndarray]] | None = None
     ref_stats: Callable[[], dict] | None = None
     train_features: np.ndarray | None = None
+    train_images: Callable[[], Sequence[np.ndarray]] | None = None
     artifacts_dir: Path | None = None
     artifacts: dict[str, Path] = field(default_factory=dict)
     feature_substitute: bool = False

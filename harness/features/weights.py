@@ -1,0 +1,188 @@
+"""Finding (and, when online, fetching) pretrained weight files.
+
+A weight file is looked up, in order, at
+
+1. an explicit path (``--weights PATH``; a file, or a directory that holds the file),
+2. the directory named by the environment variable ``ECHOBENCH_WEIGHTS``,
+3. the fixed places other libraries keep the same file (for Inception: clean-fid's ``/tmp`` path, and
+   ``torch.hub``'s ``checkpoints`` folder), and EchoBench's own weights folder
+   (``$ECHOBENCH_CACHE/weights`` or ``platformdirs.user_cache_dir("echobench")/weights``),
+
+and only then downloaded into EchoBench's weights folder, with a timeout, unless ``ECHOBENCH_OFFLINE=1``.
+When nothing is found, :class:`~harness.errors.MissingWeightsError` says which file is needed, where it
+comes from, and the ways to provide it. Nothing here hangs: the download has a socket timeout and an
+overall deadline.
+
+:func:`weights_hash` gives the short SHA-256 that goes into feature-cache keys; it is memoised per
+(path, mtime, size), so the file is read once per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import MissingWeightsError
+
+log = logging.getLogger(__name__)
+
+ENV_WEIGHTS = "ECHOBENCH_WEIGHTS"
+ENV_OFFLINE = "ECHOBENCH_OFFLINE"
+DOWNLOAD_TIMEOUT_S = 30.0  # socket timeout per read/connect
+DOWNLOAD_DEADLINE_S = 600.0  # give up on a download that trickles for longer than this
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One weight file: its file name, where to download it, and the other libraries' caches that hold it.
+
+    ``known_locations`` are full paths checked as-is (other libraries' fixed cache paths).
+    """
+
+    filename: str
+    url: str
+    known_locations: tuple[Path, ...] = field(default_factory=tuple)
+    description: str = ""
+
+
+def echobench_weights_dir() -> Path:
+    """EchoBench's own weights folder (download target): ``$ECHOBENCH_CACHE/weights`` when that is set,
+    else ``user_cache_dir("echobench")/weights``."""
+    env = os.environ.get("ECHOBENCH_CACHE")
+    if env:
+        return Path(env).expanduser() / "weights"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("echobench")) / "weights"
+
+
+def torch_hub_checkpoints_dir() -> Path:
+    """``torch.hub``'s checkpoint folder (``$TORCH_HOME/hub/checkpoints``), computed without importing torch."""
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torch"
+    )
+    return Path(torch_home) / "hub" / "checkpoints"
+
+
+def candidate_paths(spec: WeightSpec, explicit: str | os.PathLike | None = None) -> list[Path]:
+    """Every place :func:`find_weights` looks, in order (explicit path, env dir, known caches, our folder)."""
+    out: list[Path] = []
+    if explicit is not None:
+        p = Path(explicit).expanduser()
+        out.append(p / spec.filename if p.is_dir() else p)
+    env = os.environ.get(ENV_WEIGHTS)
+    if env:
+        out.append(Path(env).expanduser() / spec.filename)
+    out.extend(spec.known_locations)
+    out.append(echobench_weights_dir() / spec.filename)
+    return out
+
+
+def find_weights(spec: WeightSpec, explicit: str | os.PathLike | None = None) -> Path | None:
+    """The first existing file among :func:`candidate_paths`, or ``None``. Never downloads.
+
+    An explicit path that does not exist is an error (the user named it), not a fall-through.
+    """
+    if explicit is not None:
+        p = Path(explicit).expanduser()
+        path = p / spec.filename if p.is_dir() else p
+        if not path.is_file():
+            raise MissingWeightsError(
+                f"weights file {path} (given with --weights) does not exist; it should be {spec.filename} "
+                f"({spec.description or 'from ' + spec.url})"
+            )
+        return path
+    for path in candidate_paths(spec):
+        if path.is_file():
+            return path
+    return None
+
+
+def offline() -> bool:
+    """True when ``ECHOBENCH_OFFLINE`` is set to a true value (``1``, ``true``, ``yes``)."""
+    return os.environ.get(ENV_OFFLINE, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def missing_message(spec: WeightSpec, reason: str = "") -> str:
+    """The one message for a weight file that cannot be found: which file, its URL, how to provide it."""
+    why = f" ({reason})" if reason else ""
+    where = ""
+    if spec.known_locations:
+        first, *rest = spec.known_locations
+        also = f" (also searched: {', '.join(str(p) for p in rest)})" if rest else ""
+        where = f", or place it at the library cache path {first}{also}"
+    return (
+        f"weights file {spec.filename} not found and could not be downloaded{why}. "
+        f"Get it from {spec.url} and then either pass --weights PATH/TO/{spec.filename}, "
+        f"or put it in a directory named by ${ENV_WEIGHTS}{where}."
+    )
+
+
+def download(spec: WeightSpec, dest_dir: Path | None = None, *, timeout: float = DOWNLOAD_TIMEOUT_S,
+             deadline: float = DOWNLOAD_DEADLINE_S) -> Path:
+    """Download ``spec.url`` into ``dest_dir`` (default: our weights folder) atomically; return the path.
+
+    Raises :class:`MissingWeightsError` (with :func:`missing_message`) on any network failure or when
+    ``ECHOBENCH_OFFLINE`` is set.
+    """
+    if offline():
+        raise MissingWeightsError(missing_message(spec, f"{ENV_OFFLINE} is set"))
+    dest_dir = dest_dir or echobench_weights_dir()
+    dest = dest_dir / spec.filename
+    log.info("downloading %s to %s", spec.url, dest)
+    start = time.monotonic()
+    tmp_name: str | None = None
+    try:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        with urllib.request.urlopen(spec.url, timeout=timeout) as response:
+            fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{spec.filename}.", suffix=".part")
+            with os.fdopen(fd, "wb") as f:
+                while chunk := response.read(1 << 20):
+                    f.write(chunk)
+                    if time.monotonic() - start > deadline:
+                        raise TimeoutError(f"download took longer than {deadline:.0f} s")
+        os.replace(tmp_name, dest)
+        tmp_name = None
+    except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
+        raise MissingWeightsError(missing_message(spec, f"download failed: {exc}")) from exc
+    finally:
+        if tmp_name is not None and os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return dest
+
+
+def resolve_weights(
+    spec: WeightSpec, explicit: str | os.PathLike | None = None, *, allow_download: bool = True
+) -> Path:
+    """:func:`find_weights`, else :func:`download` (if allowed), else :class:`MissingWeightsError`."""
+    path = find_weights(spec, explicit)
+    if path is not None:
+        return path
+    if not allow_download:
+        raise MissingWeightsError(missing_message(spec, "downloads disabled"))
+    return download(spec)
+
+
+_HASH_MEMO: dict[tuple[str, int, int], str] = {}
+
+
+def weights_hash(path: str | os.PathLike, length: int = 12) -> str:
+    """First ``length`` hex digits of the file's SHA-256, memoised per (path, mtime_ns, size)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_mtime_ns, st.st_size)
+    digest = _HASH_MEMO.get(key)
+    if digest is None:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        digest = _HASH_MEMO[key] = h.hexdigest()
+    return digest[:length]

@@ -17,6 +17,7 @@ MODULES = (
     "harness.commands.leaderboard",
     "harness.commands.submission",
     "harness.commands.human",
+    "harness.commands.human_app",
     "harness.commands.train",
     "harness.commands.validate_metrics",
 )

@@ -249,11 +249,11 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> RunOutcome:
         spec_version = {name: t.spec.version for name, t in task_objs}
         store.finish_run(
             run_id,
-            imageset_hash=gen_set.content_hash(n),
             [dict(task=name, task_version=spec_version[name], metric=r.metric, value=_num(r.value),
                   ci_low=_num(r.ci_low), ci_high=_num(r.ci_high), n=r.n, feature_space=r.feature_space,
                   higher_is_better=r.higher_is_better, details=_jsonable(r.details)) for name, r in results],
             [dict(kind=kind, path=str(Path(path).resolve())) for kind, path in ctx.artifacts.items()],
+            imageset_hash=gen_set.content_hash(n),
         )
     except BaseException as exc:  # Ctrl-C included: the run row says what happened; the image set resumes
         store.mark_failed(run_id, f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,306 @@
+"""EchoBench leaderboard: the Streamlit page over the results store (read-only).
+
+Run it with ``harness leaderboard [--db URL] [--port P]`` (or ``streamlit run leaderboard/app.py -- --db URL``).
+Without ``--db`` it reads ``ECHOBENCH_DB`` or ``sqlite:///echobench.db``. Tabs: the leaderboard, a generator's
+detail, the human evaluation and metric ↔ clinician agreement. Nothing that the store holds is recomputed
+here; the human-evaluation statistics come from :mod:`human_eval.stats`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import urllib.parse
+
+import pandas as pd
+import streamlit as st
+
+from harness.errors import EchoBenchError
+from harness.store import resolve_url
+from leaderboard import charts, data, human
+
+FIRST_RUN = ("No results yet: run `harness quickstart` (scores the `real` and `labelmap` baselines on the "
+             "built-in phantom, offline) or `harness run --generator G --task fid --features radiomics`, "
+             "then reload this page.")
+NO_STUDY = ("No human-evaluation study in this database yet: `harness human import ratings.csv "
+            "--participants participants.csv --study NAME` (try the synthetic example: "
+            "`python -m human_eval.examples.make_study --out study`).")
+
+
+STYLE_MAX_CELLS = 5000
+
+
+def _db_arg(argv: list[str]) -> str | None:
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--db", default=None)
+    args, _ = parser.parse_known_args(argv)
+    return args.db
+
+
+@st.cache_resource(show_spinner=False)
+def _engine(url: str):
+    return data.connect(url)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _results(url: str) -> pd.DataFrame:
+    return data.load_results(_engine(url))
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _study(url: str, name: str | None):
+    return data.load_study(_engine(url), name)
+
+
+@st.cache_data(ttl=300, show_spinner="Running the human-evaluation statistics…")
+def _human_stats(url: str, name: str) -> dict[str, pd.DataFrame]:
+    from human_eval import stats
+
+    study = _study(url, name)
+    df = study.ratings
+    out = {
+        "descriptives": stats.descriptives(df),
+        "flags": stats.artifact_flags(df),
+        "participants": stats.participant_means(df, study.participants),
+        "friedman": stats.friedman(df),
+        "wilcoxon": stats.wilcoxon_posthoc(df),
+        "bootstrap": stats.cluster_bootstrap(df),
+        "mwu": stats.mann_whitney_vs_reference(df),
+    }
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- sidebar
+def sidebar_filters(results: pd.DataFrame) -> data.Filters:
+    st.sidebar.header("Filters")
+    sources = sorted(results["data"].unique())
+    spaces = sorted(results["feature_space"].unique())
+    chosen_data = st.sidebar.multiselect("Data source", sources, default=sources)
+    chosen_spaces = st.sidebar.multiselect("Feature space", spaces, default=spaces,
+                                           help="FID is reported only in the Inception space; others are FD_<space>.")
+    n_lo, n_hi = int(results["run_n"].min()), int(results["run_n"].max())
+    n_range = st.sidebar.slider("N (generated images)", n_lo, n_hi, (n_lo, n_hi)) if n_lo < n_hi else None
+    days = results["started_at"].dt.date
+    d_lo, d_hi = days.min(), days.max()
+    dates = st.sidebar.date_input("Run date", (d_lo, d_hi), min_value=d_lo, max_value=d_hi) if d_lo < d_hi else None
+    if isinstance(dates, (tuple, list)) and len(dates) != 2:
+        dates = None  # half-picked range
+    return data.Filters(data=chosen_data, feature_space=chosen_spaces, n=n_range,
+                        dates=tuple(dates) if dates else None)
+
+
+# ----------------------------------------------------------------------------------------------- tabs
+def leaderboard_tab(table: data.Table) -> None:
+    if table.empty:
+        st.warning("No results match the filters.")
+        return
+    shown = table.display()
+    shown.insert(2, "detail", ["?" + urllib.parse.urlencode({"generator": g, "checkpoint": c})
+                               for g, c in zip(shown["generator"], shown["checkpoint"])])
+    best = table.best.reset_index(drop=True)
+
+    def highlight(col: pd.Series) -> list[str]:
+        if col.name not in best.columns:
+            return [""] * len(col)
+        return ["background-color: #c7e9c0; font-weight: bold" if b else "" for b in best[col.name]]
+
+    # Cell colours (pandas Styler) cost ~0.6 s per 20,000 cells; above that the ★ marks the best alone.
+    styled = shown.style.apply(highlight, axis=0) if best.size <= STYLE_MAX_CELLS else shown
+    event = st.dataframe(
+        styled, hide_index=True, width="stretch", key="board", on_select="rerun", selection_mode="single-row",
+        column_config={"detail": st.column_config.LinkColumn("detail", display_text="open ↗",
+                                                             help="open this generator's detail view"),
+                       "checkpoint": st.column_config.TextColumn("checkpoint", help="sha256 of the checkpoint")},
+    )
+    rows = event.selection.rows if event is not None else []
+    if rows:
+        r = shown.iloc[rows[0]]
+        st.session_state["detail"] = (r["generator"], r["checkpoint"])
+        st.info(f"Selected **{r['generator']}**: see the *Generator detail* tab.")
+    subs = [c.header for c in table.columns if c.substitute]
+    st.caption("Cells: value [95% CI]. ↓ lower is better, ↑ higher is better; best per column marked ★ (and highlighted). "
+               "The feature space is in brackets: only Inception-space distances are called FID; other spaces "
+               "are FD_<space> / KD_<space>." + (" SUBSTITUTE spaces are random-init networks (sanity baselines), "
+                                                  "not comparable to published numbers." if subs else ""))
+    st.download_button("Download CSV", table.to_csv, file_name="echobench_leaderboard.csv", mime="text/csv", on_click="ignore")
+
+
+def _gallery(paths, caption: str, width: int = 128) -> None:
+    if paths:
+        st.image([str(p) for p in paths], width=width, caption=[f"{caption} {p.name}" for p in paths])
+
+
+def detail_tab(url: str, results: pd.DataFrame, table: data.Table) -> None:
+    keys = list(table.value.index) if not table.empty else []
+    if not keys:
+        st.info("No generator matches the filters.")
+        return
+    labels = [f"{g} @ {c[:12]}" for g, c in keys]
+    params = st.query_params
+    wanted = st.session_state.get("detail") or (params.get("generator"), params.get("checkpoint"))
+    index = keys.index(wanted) if wanted in keys else 0
+    choice = st.selectbox("Generator (checkpoint)", range(len(keys)), index=index, format_func=lambda i: labels[i])
+    generator, checkpoint = keys[choice]
+    run_ids = data.runs_of(results, generator, checkpoint)
+    run_id = st.selectbox("Run", run_ids, format_func=lambda r: r[:8]) if len(run_ids) > 1 else run_ids[0]
+    engine = _engine(url)
+    run = data.run_record(engine, run_id)
+    res = data.run_results(engine, run_id)
+    arts = data.run_artifacts(engine, run_id)
+
+    cols = st.columns(4)
+    cols[0].metric("generator", generator)
+    cols[1].metric("N", run["n"])
+    cols[2].metric("seed", run["seed"])
+    cols[3].metric("git SHA", (run["git_sha"] or "—")[:10])
+    st.markdown(f"**Run** `{run_id}` · **checkpoint sha256** `{run['checkpoint_hash'] or 'none (no checkpoint)'}` · "
+                f"**data** `{run['data_source']}` · **reference** `{run['reference'] or '—'}` · "
+                f"**feature space** `{run['feature_space'] or '—'}` · **started** {run['started_at']}")
+    shown = res.drop(columns=["details"]).assign(
+        metric=[data.metric_header(m, s, bool(h)) for m, s, h in zip(res["metric"], res["feature_space"],
+                                                                      res["higher_is_better"])])
+    st.dataframe(shown, hide_index=True, width="stretch")
+    with st.expander("Config"):
+        st.json(run["config"] or {}, expanded=False)
+    with st.expander("Package versions"):
+        st.json(run["versions"] or {}, expanded=False)
+
+    st.subheader("Samples")
+    samples = data.sample_images(run["imageset_path"])
+    if samples:
+        _gallery(samples, "sample")
+    else:
+        st.caption(f"Image set not found at {run['imageset_path']} (moved or on another machine).")
+
+    groups = data.artifact_groups(arts)
+    st.subheader("Colour shift: flagged images")
+    flagged = [p for path in groups["color_shift"]["path"] for p in data.image_files(path)]
+    if flagged:
+        _gallery(flagged, "flagged")
+    else:
+        st.caption("No colour-shift gallery for this run (run `--task color_shift`).")
+    st.subheader("Memorisation: (generated, nearest training) pairs")
+    pairs = [p for path in groups["memorization"]["path"] for p in data.image_files(path)]
+    if pairs:
+        _gallery(pairs, "pair", width=256)
+    else:
+        st.caption("No memorisation pairs for this run (run `--task memorization`).")
+
+    st.subheader("FID∞ fit")
+    fits = [(data.metric_name(m, s), data.fid_inf_fit(d)) for m, s, d in zip(res["metric"], res["feature_space"], res["details"])]
+    fits = [(m, f) for m, f in fits if f is not None]
+    for metric, fit in fits:
+        st.altair_chart(charts.fid_inf_chart(fit, metric), width="stretch")
+        se = f" ± {fit['se_a']:.3g} (fit s.e.)" if fit.get("se_a") is not None else ""
+        st.caption(f"{metric} = intercept a = {fit['a']:.4g}{se}; slope k = {fit['k']:.4g}.")
+    if not fits:
+        st.caption("No FID∞ fit stored for this run.")
+
+    st.subheader("Diversity")
+    div = res[res["task"] == "diversity"]
+    if not div.empty:
+        st.altair_chart(charts.metric_bars(div, "diversity metrics (95% CI)"), width="stretch")
+    _gallery([p for path in groups["diversity"]["path"] for p in data.image_files(path)], "diversity", width=320)
+    if div.empty and groups["diversity"].empty:
+        st.caption("No diversity results for this run (run `--task diversity`).")
+    other = [p for path in groups["other"]["path"] for p in data.image_files(path)]
+    if other:
+        st.subheader("Other artifacts")
+        _gallery(other, "", width=256)
+
+
+def human_tab(url: str, study: data.StudyData | None) -> None:
+    if study is None:
+        st.info(NO_STUDY)
+        return
+    if study.synthetic:
+        st.warning("This study is marked SYNTHETIC: simulated ratings, not clinician data.")
+    st.markdown(f"Study **{study.name}**: {len(study.ratings)} ratings, "
+                f"{study.ratings['participant_id'].nunique()} participants, {study.ratings['source'].nunique()} sources.")
+    res = _human_stats(url, study.name)
+    st.subheader("Descriptives per source")
+    st.dataframe(res["descriptives"], hide_index=True)
+    st.subheader("Ratings")
+    st.altair_chart(charts.diverging_bars(human.diverging_frame(study.ratings, study.scale), study.scale),
+                    width="stretch")
+    st.subheader("Artifact flags (Wilson 95% CI)")
+    flags = res["flags"].dropna(subset=["rate"]) if "rate" in res["flags"] else res["flags"]
+    if not flags.empty:
+        st.altair_chart(charts.flag_rates_chart(flags))
+    st.subheader("Per-participant mean ratings (paper Figure 5)")
+    pm = res["participants"]
+    c1, c2 = st.columns(2)
+    if "experience_years" in pm:
+        c1.altair_chart(charts.participant_chart(pm, "experience_years"), width="stretch")
+    if "weekly_readings" in pm:
+        c2.altair_chart(charts.participant_chart(pm, "weekly_readings", log_x=True), width="stretch")
+    st.subheader("Recommended tests (ratings are repeated within participants)")
+    st.markdown("**Friedman** on per-participant means (with Kendall's W): do the sources differ?")
+    st.dataframe(res["friedman"], hide_index=True)
+    st.markdown("**Wilcoxon signed-rank post-hoc**, Holm-corrected: which sources differ?")
+    st.dataframe(res["wilcoxon"], hide_index=True)
+    st.markdown("**Participant-clustered bootstrap** of each source's difference from real:")
+    st.dataframe(res["bootstrap"], hide_index=True)
+    with st.expander("Paper analysis: Mann–Whitney U vs real (assumes independent ratings)"):
+        st.dataframe(res["mwu"], hide_index=True)
+
+
+def agreement_tab(url: str, table: data.Table, study: data.StudyData | None) -> None:
+    if study is None:
+        st.info(NO_STUDY)
+        return
+    higher = {c.header: c.higher_is_better for c in table.columns}
+    scores = human.generator_scores(table, study.ratings)
+    if len(scores) < 2:
+        rated = ", ".join(sorted(study.ratings["source"].unique()))
+        st.info(f"Fewer than 2 generators are both on the leaderboard and rated (rated sources: {rated}; "
+                "generator names are matched to sources through the study's alias table).")
+    else:
+        ranks = human.rankings(scores, higher)
+        st.subheader("Generator ranking: each metric vs mean clinician rating")
+        st.altair_chart(charts.ranking_chart(ranks), width="stretch")
+        st.dataframe(ranks.reset_index(), hide_index=True)
+        st.markdown("**Kendall's τ** between each metric (oriented so larger = better) and the mean rating:")
+        st.dataframe(human.ranking_agreement(scores, higher), hide_index=True)
+    st.subheader("Per-image metric vs rating")
+    per_image = human.per_image_scatter(data.per_image_metrics(_engine(url)), study.ratings, study.images)
+    if per_image.empty:
+        st.caption("No per-image metric values link to the rated images (tasks store them in details['per_image'], "
+                   "matched by image id or file name through the study's images.csv paths).")
+        return
+    metric = st.selectbox("Metric", sorted(per_image["metric"].unique()))
+    st.altair_chart(charts.per_image_chart(per_image, metric), width="stretch")
+
+
+def main() -> None:
+    st.set_page_config(page_title="EchoBench leaderboard", layout="wide")
+    st.title("EchoBench leaderboard")
+    try:
+        url = resolve_url(_db_arg(sys.argv[1:]))
+        _engine(url)
+        results = _results(url)
+        studies = data.list_studies(_engine(url))
+    except EchoBenchError as exc:
+        st.error(str(exc))
+        return
+    if results.empty and not studies:
+        st.info(FIRST_RUN)
+        return
+    study_name = st.sidebar.selectbox("Study", studies, index=len(studies) - 1) if len(studies) > 1 else None
+    study = _study(url, study_name) if studies else None
+    table = data.main_table(results, sidebar_filters(results)) if not results.empty else data.main_table(results)
+    tabs = st.tabs(["Leaderboard", "Generator detail", "Human evaluation", "Agreement"])
+    with tabs[0]:
+        if results.empty:
+            st.info(FIRST_RUN)
+        else:
+            leaderboard_tab(table)
+    with tabs[1]:
+        detail_tab(url, results, table)
+    with tabs[2]:
+        human_tab(url, study)
+    with tabs[3]:
+        agreement_tab(url, table, study)
+
+
+main()

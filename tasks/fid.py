@@ -1,0 +1,360 @@
+"""The FID family: Fréchet distance, FID∞, KID and bootstrap confidence intervals (METRICS.md).
+
+Python API (no CLI needed, like clean-fid); features are (N, d) arrays, results are frozen
+:class:`DistanceResult` records::
+
+    from tasks import fid
+    fid.frechet_distance(mu1, sigma1, mu2, sigma2)             # -> float, equal to cleanfid's
+    fid.fid_from_features(gen, ref, rng=np.random.default_rng(0), n_boot=200)
+    fid.fid_infinity(gen, ref, rng=...)                          # Chong & Forsyth 2020
+    fid.kid(gen, ref, rng=...)                                   # Bińkowski et al. 2018
+    fid.fid_family(gen, ref, rng=...)                            # all three, sharing the work
+
+``ref`` may be the reference features or their cached statistics ``dict(mu, sigma, sqrt_sigma)`` (from
+:func:`reference_stats` or the feature cache); the cached square root is then reused, never recomputed.
+KID needs the reference features themselves.
+
+Confidence intervals come from one bootstrap over the generated features (reference fixed), shared by the
+three metrics. FID_N is biased upward by ≈ k/N and a bootstrap resample adds that bias again, so a plain
+percentile interval can lie entirely above the estimate; ``ci_method="centred"`` (default for FID and FID∞)
+therefore takes the percentiles of ``θ̂ + (θ*_b − mean θ*)``; ``"percentile"`` gives the plain interval. Both
+are always in ``details``. The FID∞ interval uses the same centred FID replicates around the intercept
+(FID∞ = FID_N − k/N with k fitted, so to first order they share their sampling spread); the fit's own
+standard error is reported beside it. KID is unbiased: plain percentile of the bootstrap full-set MMD².
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from harness.errors import DataError, UsageError
+from harness.features.base import metric_prefix
+from harness.registry import tasks as task_registry
+from tasks.base import MetricResult, Task, TaskContext, TaskSpec
+from tasks.fid_math import (
+    GenGram,
+    check_features,
+    check_same_dim,
+    check_stats,
+    frechet_distance,
+    gaussian_stats,
+    kernel_quadratic_forms,
+    linear_fit,
+    sqrtm_psd,
+)
+
+__all__ = [
+    "DistanceResult",
+    "FIDTask",
+    "fid_family",
+    "fid_from_features",
+    "fid_infinity",
+    "frechet_distance",
+    "kid",
+    "kid_subset_values",
+    "reference_stats",
+]
+log = logging.getLogger(__name__)
+METRICS = ("fid", "fid_inf", "kid")
+
+
+@dataclass(frozen=True)
+class DistanceResult:
+    """One distance with its bootstrap interval; ``details`` holds everything needed to audit or plot it."""
+
+    value: float
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def reference_stats(features: np.ndarray) -> dict:
+    """``dict(mu, sigma, sqrt_sigma, n)`` of reference features: what the reference-statistics cache stores."""
+    return gaussian_stats(check_features(features, "reference features"), with_sqrt=True)
+
+
+def _ref_stats(ref: np.ndarray | Mapping | None, ref_stats: Mapping | None) -> dict:
+    """Reference statistics from a cached dict (square root computed only if missing) or from features."""
+    stats = ref_stats if ref_stats is not None else (ref if isinstance(ref, Mapping) else None)
+    if stats is None:
+        if ref is None:
+            raise UsageError("no reference: pass reference features or their statistics (mu, sigma, sqrt_sigma)")
+        return reference_stats(ref)
+    missing = {"mu", "sigma"} - set(stats)
+    if missing:
+        raise DataError(f"reference statistics lack {', '.join(sorted(missing))}; expected keys mu, sigma, sqrt_sigma")
+    mu, sigma = check_stats(stats["mu"], stats["sigma"], "reference statistics")
+    root = stats.get("sqrt_sigma")
+    if root is None:
+        log.info("reference statistics carry no sqrt_sigma: computing it (cache it to skip this)")
+        root = sqrtm_psd(sigma, "reference sigma")
+    return {"mu": mu, "sigma": sigma, "sqrt_sigma": np.asarray(root, dtype=np.float64), "n": stats.get("n")}
+
+
+def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
+    """None → a fixed seed (0): every number is reproducible by default."""
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(0 if rng is None else rng)
+
+
+def _canonical(x: np.ndarray) -> np.ndarray:
+    """Rows sorted by a fixed projection, so that seeded subsets/resamples do not depend on the input order."""
+    proj = x @ np.sin(np.arange(1, x.shape[1] + 1) * 0.7071)
+    return x[np.argsort(proj, kind="stable")]
+
+
+def _boot_weights(rng: np.random.Generator, n: int, n_boot: int) -> np.ndarray:
+    """(n_boot, n) resampling counts: row b says how often each generated sample is drawn."""
+    idx = rng.integers(0, n, size=(n_boot, n)) + n * np.arange(n_boot)[:, None]
+    return np.bincount(idx.ravel(), minlength=n_boot * n).reshape(n_boot, n)
+
+
+def _interval(est: float, reps: np.ndarray, ci: float, method: str) -> tuple[float | None, float | None, dict]:
+    if reps.size == 0:
+        return None, None, {"n_boot": 0}
+    q = [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]
+    raw = np.percentile(reps, q)
+    centred = est + np.percentile(reps - reps.mean(), q)
+    lo, hi = (centred if method == "centred" else raw).tolist()
+    info = {
+        "n_boot": int(reps.size), "ci_level": ci, "ci_method": method, "boot_mean": float(reps.mean()),
+        "boot_std": float(reps.std(ddof=1)) if reps.size > 1 else 0.0,
+        "ci_percentile": raw.tolist(), "ci_centred": centred.tolist(),
+    }
+    return lo, hi, info
+
+
+def _check_ci(n_boot: int, ci: float, ci_method: str) -> None:
+    if n_boot < 0 or not 0 < ci < 1 or ci_method not in ("centred", "percentile"):
+        raise UsageError(f"bad CI options n_boot={n_boot}, ci={ci}, ci_method={ci_method!r} "
+                         "(need n_boot ≥ 0, 0 < ci < 1, ci_method 'centred' or 'percentile')")
+
+
+def _fid_inf_sizes(n: int, n_sizes: int, min_fraction: float, sizes: Sequence[int] | None) -> np.ndarray:
+    if sizes is None:
+        sizes = np.round(np.linspace(min_fraction * n, n, n_sizes)).astype(int)
+    sizes = np.unique(np.asarray(sizes, dtype=int))
+    if sizes.size < 3 or sizes.min() < 2 or sizes.max() > n:
+        raise DataError(
+            f"FID∞ needs ≥ 3 distinct subset sizes between 2 and N; with N={n} generated samples the sizes are "
+            f"{sizes.tolist()} (n_sizes={n_sizes}, min_fraction={min_fraction}). Use more generated images or "
+            "pass sizes=[...] within range"
+        )
+    return sizes
+
+
+def fid_family(
+    gen: np.ndarray,
+    ref: np.ndarray | Mapping | None,
+    *,
+    ref_stats: Mapping | None = None,
+    rng: np.random.Generator | int | None = None,
+    metrics: Sequence[str] = METRICS,
+    n_boot: int = 200,
+    ci: float = 0.95,
+    ci_method: str = "centred",
+    fid_inf_sizes: int = 15,
+    fid_inf_min_fraction: float = 0.2,
+    fid_inf_draws: int = 3,
+    fid_inf_size_list: Sequence[int] | None = None,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    kid_block: int = 1024,
+) -> dict[str, DistanceResult]:
+    """FID, FID∞ and KID with bootstrap CIs, sharing the Gram matrix and one set of bootstrap resamples.
+
+    ``rng`` is split into independent streams (bootstrap, FID∞ subsets, KID subsets), so each metric's
+    numbers are identical whether computed here or by its own function with the same seed.
+    Returns ``{"fid": ..., "fid_inf": ..., "kid": ...}`` for the requested ``metrics``.
+    """
+    unknown = set(metrics) - set(METRICS)
+    if unknown:
+        raise UsageError(f"unknown metric(s) {sorted(unknown)}; available: {', '.join(METRICS)}")
+    _check_ci(n_boot, ci, ci_method)
+    boot_rng, inf_rng, kid_rng = _rng(rng).spawn(3)
+    g = _canonical(check_features(gen, "generated features"))
+    n, d = g.shape
+    times: dict[str, float] = {}
+    out: dict[str, DistanceResult] = {}
+    t0 = time.perf_counter()
+    weights = _boot_weights(boot_rng, n, n_boot)
+    if {"fid", "fid_inf"} & set(metrics):
+        st = _ref_stats(ref, ref_stats)
+        check_same_dim(g, st["mu"].size)
+        times["ref_stats"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        eng = GenGram(g, st["mu"], st["sigma"], st["sqrt_sigma"])
+        value, tr_sqrt = eng.fid(np.ones(n, dtype=np.int64))
+        times["fid"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        reps = np.array([eng.fid(w)[0] for w in weights])
+        times["fid_bootstrap"] = time.perf_counter() - t0
+        base = {"d": d, "n_gen": n, "n_ref": st["n"], "rank_deficient": n <= d,
+                "note": f"N={n} ≤ d={d}: generated covariance is singular (rank ≤ N−1)" if n <= d else ""}
+        lo, hi, info = _interval(value, reps, ci, ci_method)
+        if "fid" in metrics:
+            out["fid"] = DistanceResult(value, lo, hi, n, {**base, "trace_sqrt": tr_sqrt, **info})
+        if "fid_inf" in metrics:
+            t0 = time.perf_counter()
+            sizes = _fid_inf_sizes(n, fid_inf_sizes, fid_inf_min_fraction, fid_inf_size_list)
+            pts = []
+            for size in sizes:
+                for _ in range(1 if size == n else fid_inf_draws):
+                    w = np.zeros(n, dtype=np.int64)
+                    w[inf_rng.choice(n, size, replace=False)] = 1
+                    pts.append((1.0 / size, eng.fid(w)[0]))
+            pts_arr = np.array(pts)
+            fit = linear_fit(pts_arr[:, 0], pts_arr[:, 1])
+            times["fid_inf"] = time.perf_counter() - t0
+            ilo, ihi, iinfo = _interval(fit["a"], reps, ci, "centred")
+            out["fid_inf"] = DistanceResult(fit["a"], ilo, ihi, n, {
+                **base, **fit, "sizes": sizes.tolist(), "draws": fid_inf_draws, "points": pts_arr.tolist(),
+                "fid_n": value, **iinfo,
+                "ci_basis": "centred bootstrap spread of FID_N around the intercept; se_a is the fit's error",
+            })
+    if "kid" in metrics:
+        t0 = time.perf_counter()
+        out["kid"] = _kid(g, ref, kid_rng, weights, kid_subsets, kid_subset_size, ci, kid_block)
+        times["kid"] = time.perf_counter() - t0
+    for res in out.values():
+        res.details["timings_s"] = times
+    return out
+
+
+def fid_from_features(gen, ref, *, ref_stats=None, rng=None, n_boot: int = 200, ci: float = 0.95,
+                      ci_method: str = "centred") -> DistanceResult:
+    """FID (FD) of generated vs reference features with a bootstrap CI over generated samples.
+
+    ``value`` equals ``frechet_distance`` of the two sets' statistics (ddof=1); ``details`` records d, the
+    sample sizes, whether N ≤ d (singular covariance) and the bootstrap summary.
+    """
+    return fid_family(gen, ref, ref_stats=ref_stats, rng=rng, metrics=("fid",), n_boot=n_boot, ci=ci,
+                      ci_method=ci_method)["fid"]
+
+
+def fid_infinity(gen, ref, *, ref_stats=None, rng=None, n_sizes: int = 15, min_fraction: float = 0.2,
+                 draws: int = 3, sizes: Sequence[int] | None = None, n_boot: int = 200,
+                 ci: float = 0.95) -> DistanceResult:
+    """FID∞ (Chong & Forsyth 2020): FID on random subsets at several N, least-squares fit FID_N = a + k/N.
+
+    ``value`` = a; ``details``: k, se_a, se_k, rms_residual, the sizes and the (1/N, FID_N) ``points``.
+    Subsets are drawn without replacement from the generated set (``draws`` per size, one at the full size);
+    the reference statistics use the full reference set. Raises DataError when fewer than 3 distinct sizes
+    ≥ 2 fit in N.
+    """
+    return fid_family(gen, ref, ref_stats=ref_stats, rng=rng, metrics=("fid_inf",), n_boot=n_boot, ci=ci,
+                      fid_inf_sizes=n_sizes, fid_inf_min_fraction=min_fraction, fid_inf_draws=draws,
+                      fid_inf_size_list=sizes)["fid_inf"]
+
+
+def kid(gen, ref, *, rng=None, subsets: int = 100, subset_size: int = 1000, n_boot: int = 200,
+        ci: float = 0.95) -> DistanceResult:
+    """KID: unbiased MMD² with kernel (xᵀy/d + 1)³, mean over ``subsets`` random subset pairs of size
+    min(subset_size, N_gen, N_ref) (as torchmetrics' ``KernelInceptionDistance``); ``details["std"]`` is
+    the population std over subsets (torchmetrics' ``kid_std``). CI: percentile bootstrap of the full-set
+    MMD² over generated samples (pairs of copies of one sample excluded)."""
+    _check_ci(n_boot, ci, "percentile")
+    boot_rng, _, kid_rng = _rng(rng).spawn(3)
+    g = _canonical(check_features(gen, "generated features"))
+    return _kid(g, ref, kid_rng, _boot_weights(boot_rng, g.shape[0], n_boot), subsets, subset_size, ci, 1024)
+
+
+def kid_subset_values(gen, ref, gen_idx: np.ndarray, ref_idx: np.ndarray, *, block: int = 1024) -> np.ndarray:
+    """Unbiased MMD² for given subsets: row s of ``gen_idx`` / ``ref_idx`` (S × m indices) is one pair."""
+    g = check_features(gen, "generated features")
+    r = check_features(ref, "reference features")
+    check_same_dim(g, r.shape[1])
+    forms = _kid_forms(g, r, np.asarray(gen_idx), np.asarray(ref_idx), np.zeros((0, g.shape[0])), block)
+    return _subset_mmd(forms, np.asarray(gen_idx), np.asarray(ref_idx))
+
+
+def _indicators(idx: np.ndarray, n: int) -> np.ndarray:
+    z = np.zeros((idx.shape[0], n))
+    np.put_along_axis(z, idx, 1.0, axis=1)
+    return z
+
+
+def _kid_forms(g, r, gen_idx, ref_idx, weights, block) -> dict:
+    return kernel_quadratic_forms(g, r, _indicators(gen_idx, g.shape[0]), _indicators(ref_idx, r.shape[0]),
+                                  weights.astype(np.float64), block=block)
+
+
+def _subset_mmd(f: dict, gen_idx: np.ndarray, ref_idx: np.ndarray) -> np.ndarray:
+    m = gen_idx.shape[1]
+    xx = (f["gg_sub"] - f["diag_g"][gen_idx].sum(axis=1)) / (m * (m - 1))
+    yy = (f["rr_sub"] - f["diag_r"][ref_idx].sum(axis=1)) / (m * (m - 1))
+    return xx + yy - 2.0 * f["gr_sub"] / (m * m)
+
+
+def _kid(g, ref, rng, weights, subsets, subset_size, ci, block) -> DistanceResult:
+    if ref is None or isinstance(ref, Mapping):
+        raise UsageError("KID needs the reference features themselves, not only their mean/covariance")
+    r = _canonical(check_features(ref, "reference features"))
+    check_same_dim(g, r.shape[1])
+    ng, nr = g.shape[0], r.shape[0]
+    m = min(subset_size, ng, nr)
+    if subsets < 1 or m < 2:
+        raise DataError(f"KID needs ≥ 1 subset of ≥ 2 samples; got subsets={subsets}, size min({subset_size}, {ng}, {nr})")
+    gen_idx = np.stack([rng.choice(ng, m, replace=False) for _ in range(subsets)])
+    ref_idx = np.stack([rng.choice(nr, m, replace=False) for _ in range(subsets)])
+    w = np.vstack([weights, np.ones((1, ng), dtype=weights.dtype)]).astype(np.float64)  # last row: full set
+    f = _kid_forms(g, r, gen_idx, ref_idx, w, block)
+    vals = _subset_mmd(f, gen_idx, ref_idx)
+    rr = (f["rr_all"] - f["diag_r"].sum()) / (nr * (nr - 1))
+    sq = (w**2).sum(axis=1)
+    boot = (f["gg_boot"] - (w**2) @ f["diag_g"]) / (ng * ng - sq) + rr - 2.0 * f["gr_boot"] / (ng * nr)
+    reps, full = boot[:-1], float(boot[-1])
+    lo, hi, info = _interval(float(vals.mean()), reps, ci, "percentile")
+    return DistanceResult(float(vals.mean()), lo, hi, ng, {
+        "std": float(vals.std()), "subsets": subsets, "subset_size": m, "n_gen": ng, "n_ref": nr,
+        "full_set_mmd2": full, "kernel": "(x·y/d + 1)^3", **info,
+    })
+
+
+def metric_names(feature_space: str) -> dict[str, str]:
+    """Leaderboard names: FID / FID_inf / KID in Inception space, FD_<s> / FD_<s>_inf / KD_<s> elsewhere."""
+    prefix = metric_prefix(feature_space)
+    return {"fid": prefix, "fid_inf": f"{prefix}_inf", "kid": "KID" if feature_space == "inception" else f"KD_{feature_space}"}
+
+
+@task_registry.register("fid")
+class FIDTask(Task):
+    """Fréchet distance (FID in Inception space, FD_<space> otherwise), FID∞ and KID, with bootstrap CIs."""
+
+    spec = TaskSpec(
+        name="fid",
+        version="1",
+        description="FID/FD with bootstrap CI, FID∞ (Chong & Forsyth 2020) and KID (Bińkowski et al. 2018)",
+        parameters={
+            "metrics": "fid,fid_inf,kid", "n_boot": 200, "ci": 0.95, "ci_method": "centred",
+            "fid_inf_sizes": 15, "fid_inf_min_fraction": 0.2, "fid_inf_draws": 3,
+            "kid_subsets": 100, "kid_subset_size": 1000,
+        },
+    )
+
+    def evaluate(self, ctx: TaskContext) -> list[MetricResult]:
+        if ctx.gen_features is None:
+            raise UsageError("task 'fid' needs generated features")
+        space = ctx.feature_space or "unknown"
+        p = dict(self.params)
+        wanted = [m.strip() for m in str(p.pop("metrics")).split(",") if m.strip()]
+        stats = ctx.ref_stats() if ctx.ref_stats is not None else None
+        res = fid_family(ctx.gen_features, ctx.ref_features, ref_stats=stats, rng=ctx.rng, metrics=wanted, **p)
+        names = metric_names(space)
+        out = []
+        for key in METRICS:
+            if key not in res:
+                continue
+            r = res[key]
+            details = {**r.details, "feature_space": space}
+            if ctx.feature_substitute:
+                details["substitute"] = f"{space} is a stand-in feature space (random-init weights): NOT {names[key]} as published"
+            out.append(MetricResult(names[key], r.value, r.ci_low, r.ci_high, r.n, higher_is_better=False,
+                                    feature_space=space, details=details))
+        return out

@@ -1,0 +1,231 @@
+"""Pure math behind the FID family: Gaussian statistics, the Fréchet distance and its Gram-matrix form.
+
+Everything is float64 numpy; no I/O, no printing, no global state. :mod:`tasks.fid` builds the public API
+(results with confidence intervals, FID∞, KID, the task) on top of this module.
+
+The trace term
+--------------
+``Tr((Σ₁Σ₂)^½) = Σᵢ √λᵢ(A Σ₂ A)`` with ``A = Σ₁^½`` (symmetric, from ``eigh``; METRICS.md). For a generated
+sample ``X`` (n × d, weights ``w``), ``A Σ₂ A = Lᵀ L`` with ``L = diag(√w) (X − 1μ_wᵀ) A / √(n−1)``, so its
+non-zero eigenvalues are those of ``L Lᵀ``, an s × s matrix (s = rows with non-zero weight). With
+``Y = (X − μ) A`` and ``K = Y Yᵀ`` precomputed once, every subset or bootstrap resample costs one s × s
+``eigvalsh`` instead of a d × d covariance and eigen-decomposition: :class:`GenGram` does this, and picks the
+d × d route whenever s > d (same numbers, cheaper there).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness.errors import DataError
+
+#: eigenvalues below ``size × eps × λ_max`` (eigvalsh's rounding level) are set to 0.
+#: a negative eigenvalue below ``-NEG_REL_TOL × λ_max`` means the matrix is not PSD (imaginary square root).
+NEG_REL_TOL = 1e-6
+
+
+def check_features(x: np.ndarray, name: str, *, min_rows: int = 2) -> np.ndarray:
+    """Validate an (N, d) feature array named ``name`` ("generated features", ...) and return it as float64."""
+    arr = np.asarray(x)
+    if arr.ndim != 2:
+        raise DataError(f"{name}: expected an (N, d) array, got shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise DataError(f"{name}: expected numeric features, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64, copy=False)
+    if arr.shape[0] < min_rows:
+        raise DataError(f"{name}: {arr.shape[0]} sample(s); at least {min_rows} are needed (covariance uses ddof=1)")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise DataError(
+            f"{name}: {bad.sum()} non-finite value(s) (NaN/Inf) in {rows.size} row(s), first at row {rows[0]}; "
+            "re-extract the features or drop those images"
+        )
+    return arr
+
+
+def check_same_dim(gen: np.ndarray, d_ref: int) -> None:
+    if gen.shape[1] != d_ref:
+        raise DataError(
+            f"feature dimensions differ: generated features have d={gen.shape[1]}, reference d={d_ref}; "
+            "both sets must come from the same extractor"
+        )
+
+
+def gaussian_stats(x: np.ndarray, *, with_sqrt: bool = True) -> dict:
+    """Mean, covariance (ddof=1, as ``numpy.cov``) and, optionally, its symmetric square root.
+
+    Returns ``dict(mu, sigma, sqrt_sigma, n)`` (``sqrt_sigma`` is None without ``with_sqrt``). This is the
+    dict the reference-statistics cache stores.
+    """
+    x = check_features(x, "features")
+    mu = x.mean(axis=0)
+    xc = x - mu
+    sigma = (xc.T @ xc) / (x.shape[0] - 1)
+    sigma = (sigma + sigma.T) / 2
+    return {"mu": mu, "sigma": sigma, "sqrt_sigma": sqrtm_psd(sigma, "sigma") if with_sqrt else None, "n": x.shape[0]}
+
+
+def _clip_eigs(lam: np.ndarray, what: str) -> np.ndarray:
+    """Zero eigenvalues at rounding level; raise when a negative one is beyond rounding (no silent ``.real``)."""
+    if lam.size == 0:
+        return lam
+    top = max(float(np.max(np.abs(lam))), np.finfo(float).tiny)
+    if lam.min() < -NEG_REL_TOL * top:
+        raise DataError(
+            f"{what} is not positive semi-definite: eigenvalue {lam.min():.3e} (largest |λ| {top:.3e}, tolerance "
+            f"{NEG_REL_TOL:g} relative); its square root would be complex. Check that covariances are real "
+            "covariance matrices (symmetric, ddof=1) of finite features"
+        )
+    return np.where(lam > lam.size * np.finfo(float).eps * top, lam, 0.0)
+
+
+def sqrtm_psd(sigma: np.ndarray, name: str = "sigma") -> np.ndarray:
+    """Symmetric PSD square root from ``eigh`` (tiny negative eigenvalues clipped to 0)."""
+    sym = (sigma + sigma.T) / 2
+    lam, vec = np.linalg.eigh(sym)
+    lam = _clip_eigs(lam, name)
+    root = (vec * np.sqrt(lam)) @ vec.T
+    return (root + root.T) / 2
+
+
+def trace_sqrt_eigs(m: np.ndarray, what: str) -> float:
+    """``Σ √λᵢ(m)`` for a symmetric PSD matrix ``m``."""
+    lam = _clip_eigs(np.linalg.eigvalsh((m + m.T) / 2), what)
+    return float(np.sqrt(lam).sum())
+
+
+def check_stats(mu: np.ndarray, sigma: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    mu = np.atleast_1d(np.asarray(mu, dtype=np.float64))
+    sigma = np.atleast_2d(np.asarray(sigma, dtype=np.float64))
+    if mu.ndim != 1 or sigma.shape != (mu.size, mu.size):
+        raise DataError(f"{name}: mean of shape {mu.shape} and covariance of shape {sigma.shape} do not match")
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise DataError(f"{name}: statistics contain NaN/Inf")
+    return mu, sigma
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, *, sqrt_sigma1: np.ndarray | None = None) -> float:
+    """Fréchet distance between N(μ₁, Σ₁) and N(μ₂, Σ₂) (Heusel et al. 2017; Dowson & Landau 1982).
+
+    ``‖μ₁−μ₂‖² + Tr Σ₁ + Tr Σ₂ − 2 Σᵢ √λᵢ(A Σ₂ A)`` with ``A = Σ₁^½``. Pass ``sqrt_sigma1`` (e.g. the
+    cached reference square root) to skip the ``eigh``. Equal to ``cleanfid.fid.frechet_distance`` without
+    ``scipy.linalg.sqrtm``.
+    """
+    mu1, sigma1 = check_stats(mu1, sigma1, "first statistics")
+    mu2, sigma2 = check_stats(mu2, sigma2, "second statistics")
+    if mu1.shape != mu2.shape:
+        raise DataError(f"statistics have different dimensions: {mu1.size} and {mu2.size}")
+    a = sqrtm_psd(sigma1, "sigma1") if sqrt_sigma1 is None else np.asarray(sqrt_sigma1, dtype=np.float64)
+    if a.shape != sigma1.shape:
+        raise DataError(f"sqrt_sigma1 has shape {a.shape}, expected {sigma1.shape}")
+    diff = mu1 - mu2
+    tr_covmean = trace_sqrt_eigs(a @ sigma2 @ a, "A·sigma2·A (A = sigma1^½)")
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr_covmean)
+
+
+class GenGram:
+    """FID of weighted generated samples against fixed reference statistics, one eigvalsh per sample.
+
+    Parameters
+    ----------
+    x : (N, d) generated features (validated).
+    mu_r, sigma_r, sqrt_r : reference mean, covariance and its symmetric square root.
+    gram_max : precompute the N × N Gram matrix only up to this N (memory 8·N² bytes).
+    """
+
+    def __init__(self, x: np.ndarray, mu_r: np.ndarray, sigma_r: np.ndarray, sqrt_r: np.ndarray, *, gram_max: int = 6000):
+        self.n_rows, self.d = x.shape
+        self.mu_full = x.mean(axis=0)
+        self.x0 = x - self.mu_full  # centring by the full mean keeps subset re-centring free of cancellation
+        self.sq0 = np.einsum("ij,ij->i", self.x0, self.x0)
+        self.y = self.x0 @ sqrt_r
+        self.k = self.y @ self.y.T if self.n_rows <= gram_max and self.n_rows <= self.d else None
+        self.dmu = self.mu_full - mu_r
+        self.tr_r = float(np.trace(sigma_r))
+
+    def fid(self, w: np.ndarray) -> tuple[float, float]:
+        """FID of the sample with integer weights ``w`` (length N; 0/1 for subsets, counts for bootstrap).
+
+        Returns (fid, trace term).
+        """
+        s = np.flatnonzero(w)
+        ws = w[s].astype(np.float64)
+        n = ws.sum()
+        m0 = ws @ self.x0[s] / n
+        mean_term = float(np.sum((self.dmu + m0) ** 2))
+        tr_g = float((ws @ self.sq0[s] - n * (m0 @ m0)) / (n - 1))
+        ys = self.y[s]
+        nu = ws @ ys / n
+        if s.size <= self.d:  # Gram route: s × s
+            kss = self.k[np.ix_(s, s)] if self.k is not None else ys @ ys.T
+            c = kss @ ws / n
+            q = ws @ c / n
+            g = kss - c[:, None] - c[None, :] + q
+            r = np.sqrt(ws)
+            m = g * r[:, None] * r[None, :] / (n - 1)
+        else:  # d × d route
+            m = ((ys * ws[:, None]).T @ ys - n * np.outer(nu, nu)) / (n - 1)
+        tr_sqrt = trace_sqrt_eigs(m, "A·sigma_gen·A (A = sigma_ref^½)")
+        return mean_term + tr_g + self.tr_r - 2.0 * tr_sqrt, tr_sqrt
+
+
+def linear_fit(x: np.ndarray, y: np.ndarray) -> dict:
+    """Least squares ``y = a + k x``; returns a, k, se_a, se_k and the RMS residual."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    design = np.column_stack([np.ones_like(x), x])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    resid = y - design @ coef
+    dof = max(x.size - 2, 1)
+    s2 = float(resid @ resid) / dof
+    cov = s2 * np.linalg.inv(design.T @ design)
+    return {
+        "a": float(coef[0]),
+        "k": float(coef[1]),
+        "se_a": float(np.sqrt(cov[0, 0])),
+        "se_k": float(np.sqrt(cov[1, 1])),
+        "rms_residual": float(np.sqrt(np.mean(resid**2))),
+    }
+
+
+def poly_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """KID kernel ``(aᵀb / d + 1)³``."""
+    return (a @ b.T / a.shape[1] + 1.0) ** 3
+
+
+def kernel_quadratic_forms(
+    xg: np.ndarray, xr: np.ndarray, zg: np.ndarray, zr: np.ndarray, wg: np.ndarray, *, block: int = 1024
+) -> dict:
+    """All kernel sums KID and its bootstrap need, computing the kernel matrices in row blocks (never stored).
+
+    zg (S × Ng), zr (S × Nr): 0/1 subset indicators, paired row by row. wg (B × Ng): bootstrap weights.
+    Returns ``gg_sub``, ``rr_sub``, ``gr_sub`` (S: zᵀKz sums), ``gg_boot`` (B: wᵀK_gg w), ``gr_boot``
+    (B: wᵀK_gr 1), ``rr_all`` (1ᵀK_rr 1), and the kernel diagonals ``diag_g``, ``diag_r``.
+    Cost: (Ng² + Nr² + Ng·Nr)·d for the kernels, (S + B)·N² for the forms.
+    """
+    vg = np.vstack([zg, wg])  # (S + B) × Ng
+    zr_plus = np.vstack([zr, np.ones((1, xr.shape[0]))])  # (S + 1) × Nr
+    s = zg.shape[0]
+    gg = np.zeros(vg.shape[0])
+    cross = np.zeros((xg.shape[0], zr_plus.shape[0]))  # K_gr @ zr_plusᵀ
+    for i0 in range(0, xg.shape[0], block):
+        i1 = min(i0 + block, xg.shape[0])
+        kb = poly_kernel(xg[i0:i1], xg)
+        gg += np.einsum("vi,iv->v", vg[:, i0:i1], kb @ vg.T)
+        cross[i0:i1] = poly_kernel(xg[i0:i1], xr) @ zr_plus.T
+    rr = np.zeros(zr_plus.shape[0])
+    for i0 in range(0, xr.shape[0], block):
+        i1 = min(i0 + block, xr.shape[0])
+        kb = poly_kernel(xr[i0:i1], xr)
+        rr += np.einsum("vi,iv->v", zr_plus[:, i0:i1], kb @ zr_plus.T)
+    return {
+        "gg_sub": gg[:s],
+        "gg_boot": gg[s:],
+        "rr_sub": rr[:s],
+        "rr_all": float(rr[s]),
+        "gr_sub": np.einsum("si,is->s", zg, cross[:, :s]),
+        "gr_boot": wg @ cross[:, s],
+        "diag_g": (np.einsum("ij,ij->i", xg, xg) / xg.shape[1] + 1.0) ** 3,
+        "diag_r": (np.einsum("ij,ij->i", xr, xr) / xr.shape[1] + 1.0) ** 3,
+    }

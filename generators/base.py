@@ -121,6 +121,28 @@ class Generator(ABC):
             )
 
 
+def replace_config(config: Any, overrides: dict[str, Any], what: str) -> Any:
+    """A copy of the dataclass ``config`` with ``overrides`` (strings from the CLI converted to each field's
+    type); unknown names are a UsageError; the result's ``validate()`` runs when it has one."""
+    fields = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise UsageError(f"{what}: unknown option(s) {', '.join(unknown)}; options: {', '.join(sorted(fields))}")
+    converted = {}
+    for key, value in overrides.items():
+        kind = type(getattr(config, key))
+        if isinstance(value, str) and kind is not str and getattr(config, key) is not None:
+            try:
+                value = value.lower() in ("1", "true", "yes", "on") if kind is bool else kind(value)
+            except ValueError:
+                raise UsageError(f"{what}: option {key}={value!r} is not a valid {kind.__name__}") from None
+        converted[key] = value
+    out = dataclasses.replace(config, **converted)
+    if hasattr(out, "validate"):
+        out.validate()
+    return out
+
+
 def _jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)

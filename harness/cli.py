@@ -63,14 +63,15 @@ class RichReporter:
             yield lambda k: progress.advance(tid, k)
 
 
-def _parse_kv(items: Optional[List[str]], what: str) -> dict:
+def _parse_kv(items: Optional[List[str]], what: str, *, decode: bool = True) -> dict:
+    """``["a=1", "b=x"]`` → ``{"a": 1, "b": "x"}`` (values JSON-decoded when possible, unless ``decode=False``)."""
     outd: dict = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UsageError(f"{what} {item!r} must look like KEY=VALUE")
         try:
-            outd[key] = json.loads(value)
+            outd[key] = json.loads(value) if decode else value
         except json.JSONDecodeError:
             outd[key] = value
     return outd
@@ -138,11 +139,15 @@ def run(
     db: Optional[str] = typer.Option(None, "--db", help="Results DB URL or SQLite path (default ECHOBENCH_DB or sqlite:///echobench.db)."),
     home: Optional[Path] = typer.Option(None, "--out", help="Where image sets go (default ECHOBENCH_HOME or ./runs)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per result instead of a table."),
+    num_processes: int = typer.Option(1, "--num-processes", min=1, help="Split generation and features across K processes on this machine (calls accelerate launch; see docs/scaling.md)."),
 ) -> None:
     """Generate (or reuse) an image set, extract features, run the tasks, store and print the results.
 
     Example: harness run --generator real --task fid --features radiomics --n 200
     """
+    if num_processes > 1:
+        _relaunch(num_processes)
+        return
     from harness.runner import RunRequest, run as run_pipeline
 
     gen_options = _parse_kv(option, "--option")
@@ -157,7 +162,22 @@ def run(
         device=device, db=db, home=home,
     )
     outcome = run_pipeline(req, RichReporter(enabled=not as_json))
-    print_results([outcome], as_json)
+    if outcome is not None:  # None: a rank other than 0 of a multi-process run
+        print_results([outcome], as_json)
+
+
+def _relaunch(num_processes: int) -> None:
+    """Run this same ``harness run`` command under ``accelerate launch`` with ``num_processes`` processes."""
+    import subprocess
+
+    from harness.distributed import launch_command, strip_option, world_size_from_env
+
+    if world_size_from_env() > 1:
+        raise UsageError("--num-processes cannot be used under accelerate launch / torchrun (it is already distributed)")
+    cmd = launch_command(strip_option(sys.argv[1:], "--num-processes"), num_processes)
+    rc = subprocess.run(cmd).returncode
+    if rc != 0:
+        raise typer.Exit(rc)
 
 
 @app.command()

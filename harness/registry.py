@@ -199,6 +199,10 @@ generators: Registry = Registry(
         "real": ("generators.real:RealGenerator", "Held-out real images of a data source (the noise floor)"),
         "labelmap": ("generators.labelmap:LabelMapGenerator", "Phantom label maps as flat-intensity images (lower baseline)"),
         "images": ("generators.images:ImagesGenerator", "A folder of images generated elsewhere (--images DIR)"),
+        "cyclegan": ("generators.cyclegan:CycleGANGenerator", "CycleGAN label map → echo (paper: unet_256, LSGAN, λcyc 10)"),
+        "cut": ("generators.cut:CUTGenerator", "CUT label map → echo (PatchNCE, identity NCE)"),
+        "fastcut": ("generators.cut:FastCUTGenerator", "FastCUT label map → echo (λNCE 10, flip equivariance)"),
+        "sd-lora": ("generators.sd_lora.adapter:SDLoRAGenerator", "Stable Diffusion 1.5 + LoRA (paper: rank 8, UNet attention, 4 epochs, lr 9e-4)"),
     },
 )
 
@@ -206,7 +210,10 @@ tasks: Registry = Registry(
     "task",
     "echobench.tasks",
     {
-        "fid": ("tasks.fid:FIDTask", "Fréchet distance (FID in Inception space, FD_<space> otherwise)"),
+        "fid": ("tasks.fid:FIDTask", "FID/FD with bootstrap CI, FID∞ and KID (FID only in Inception space, FD_<space> otherwise)"),
+        "diversity": ("tasks.diversity:DiversityTask", "Precision/recall/density/coverage, Vendi score, intra-set MS-SSIM"),
+        "color-shift": ("tasks.color_shift:ColorShiftTask", "Tinted images (CIELAB chroma), gray-level W1, sector geometry; gallery"),
+        "memorization": ("tasks.memorization:MemorizationTask", "Near-copies of training images (nearest-training distances); gallery"),
     },
 )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import List, Optional
 
@@ -28,6 +27,7 @@ def train(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from harness import registry
+    from generators.base import replace_config
     from harness.cli import _parse_kv, err
     from harness.data.base import open_data_spec
     from harness.errors import UsageError
@@ -37,13 +37,9 @@ def train(
         trainable = [e.name for e in registry.generators.entries(load=True) if e.obj is not None and getattr(e.obj, "trainable", False)]
         raise UsageError(f"generator {generator!r} is not trainable; trainable: {', '.join(trainable) or 'none'}")
     config = cls.preset(preset)
-    overrides = _parse_kv(option, "--option")
+    overrides = _parse_kv(option, "--option", decode=False)
     if overrides:
-        fields = {f.name for f in dataclasses.fields(config)}
-        unknown = sorted(set(overrides) - fields)
-        if unknown:
-            raise UsageError(f"{generator} config has no field(s) {', '.join(unknown)}; fields: {', '.join(sorted(fields))}")
-        config = dataclasses.replace(config, **overrides)
+        config = replace_config(config, overrides, generator)
     source, split = open_data_spec(data)
     gen = cls(data=source)
     extra = {}
@@ -58,7 +54,7 @@ def train(
     with Progress(*columns, console=err) as bar:
         tid = bar.add_task(f"training {generator} ({preset})", total=None, metrics="")
 
-        def progress(step: int, total: int, metrics: dict) -> None:
+        def progress(step: int, total: int, metrics: dict[str, float]) -> None:
             shown = "  ".join(f"{k} {v:.3g}" for k, v in metrics.items() if isinstance(v, (int, float)))
             bar.update(tid, completed=step, total=total, metrics=shown)
 

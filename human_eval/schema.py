@@ -311,8 +311,9 @@ def _validate_participants(df: pd.DataFrame, fname: str, P: _Problems, warnings:
         bad = (v.isna() & (t != "")) | (v < 0)
         P.add_rows(fname, df, bad.to_numpy(), c, lambda x: f"{x!r} is not a non-negative number")
         out[c] = v.astype(float).to_numpy()
-    for c in ("specialty", "sex", "language"):
-        out[c] = df[c].str.strip().to_numpy() if c in df.columns else ""
+    for c in ("specialty", "sex", "language"):  # empty text = not answered (None), as the rating app stores it
+        text = df[c].str.strip() if c in df.columns else pd.Series([""] * len(df), dtype=object)
+        out[c] = text.astype(object).where(text != "", None).to_numpy()
     return out
 
 

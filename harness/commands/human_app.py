@@ -1,0 +1,86 @@
+"""``harness human app`` (the clinician rating app) and ``harness human export`` (its ratings as CSV).
+
+Both are added to the ``human`` group of :mod:`harness.commands.human`; streamlit is imported only by the
+app itself, in its own process.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from harness.errors import UsageError
+
+
+def streamlit_command(url: str, port: int, address: str | None = None) -> list[str]:
+    """The ``streamlit run`` command line of the packaged rating app."""
+    from human_eval.app import APP_PATH
+
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP_PATH), "--server.headless", "true",
+           "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+           "--client.toolbarMode", "viewer"]
+    if address:
+        cmd += ["--server.address", address]
+    return [*cmd, "--", "--db", url]
+
+
+def app_cmd(
+    db: str | None = typer.Option(None, "--db", help="Study DB URL or SQLite path (default ECHOBENCH_DB or sqlite:///echobench.db)."),
+    port: int = typer.Option(8502, "--port", help="Port of the web server (http://localhost:PORT)."),
+    address: str | None = typer.Option(None, "--address", help="Interface to listen on (e.g. 127.0.0.1 for this computer only; default: all)."),
+) -> None:
+    """Start the clinician rating app: study set-up (admin page) and the rater flow in the browser.
+
+    The admin page needs ECHOBENCH_ADMIN_PASSWORD (or admin_password in .streamlit/secrets.toml).
+
+    Example: ECHOBENCH_ADMIN_PASSWORD=... harness human app --db sqlite:///study.db --port 8502
+    """
+    from harness.cli import err
+    from harness.store import Store, resolve_url
+
+    url = resolve_url(db)
+    Store(url)  # an unreachable DB fails here (StoreError), and the schema is migrated before raters arrive
+    if importlib.util.find_spec("streamlit") is None:
+        raise UsageError("the rating app needs streamlit: pip install streamlit")
+    if not 0 < port < 65536:
+        raise UsageError(f"--port must be between 1 and 65535 (got {port})")
+    if not os.environ.get("ECHOBENCH_ADMIN_PASSWORD"):
+        err.print("[yellow]note:[/yellow] ECHOBENCH_ADMIN_PASSWORD is not set: the admin page works only with "
+                  "admin_password in .streamlit/secrets.toml", highlight=False)
+    err.print(f"EchoBench rating app on http://localhost:{port} (raters), http://localhost:{port}/?page=admin "
+              "(study set-up); Ctrl-C to stop", highlight=False)
+    try:
+        code = subprocess.call(streamlit_command(url, port, address))
+    except KeyboardInterrupt:
+        code = 0
+    raise typer.Exit(code)
+
+
+def export_cmd(
+    study: str = typer.Option(..., "--study", help="Name of a study made with the rating app."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder for ratings.csv, participants.csv and images.csv."),
+    db: str | None = typer.Option(None, "--db", help="Study DB URL or SQLite path."),
+) -> None:
+    """Write a rating-app study in the import format (FORMATS.md); each file is written atomically.
+
+    Example: harness human export --study pilot --out pilot/ && harness human import pilot/ratings.csv
+    --participants pilot/participants.csv --images pilot/images.csv --study pilot-analysis
+    """
+    from harness.cli import err
+    from harness.store import Store
+    from human_eval.app.service import write_export
+
+    paths = write_export(Store(db), study, out_dir)
+    err.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    from harness.commands.human import human_app
+
+    human_app.command("app")(app_cmd)
+    human_app.command("export")(export_cmd)

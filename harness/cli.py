@@ -187,8 +187,7 @@ def quickstart(
     db: Optional[str] = typer.Option(None, "--db", help="Results DB URL or SQLite path."),
     home: Optional[Path] = typer.Option(None, "--out", help="Where image sets go."),
 ) -> None:
-    """Score the two baselines on the embedded phantom, offline: `real` (noise floor) and `labelmap`
-    (untranslated label maps, the lower baseline), and print the table."""
+    """Score the two baselines on the embedded phantom, offline: real (noise floor) and labelmap (untranslated label maps, the lower baseline), and print the table."""
     from harness.runner import RunRequest, run as run_pipeline
 
     outcomes = []
@@ -234,8 +233,7 @@ def describe(
     name: str = typer.Argument(..., help="Component name."),
     preset: Optional[str] = typer.Option(None, "--preset", help="Generator preset (e.g. paper, tiny)."),
 ) -> None:
-    """Describe a component: what it is, its options and presets; for generators the networks and
-    their parameter counts."""
+    """Describe a component: what it is, its options and presets; for generators the networks and their parameter counts."""
     from harness.registry import REGISTRIES
 
     plural = {"generator": "generators", "task": "tasks", "feature": "features", "dataset": "datasets"}

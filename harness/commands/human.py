@@ -23,8 +23,9 @@ def import_cmd(
     replace: bool = typer.Option(False, "--replace", help="Overwrite a study of the same name with other data."),
     db: Optional[str] = typer.Option(None, "--db", help="Results DB URL or SQLite path."),
 ) -> None:
-    """Validate the CSVs (every problem reported at once, with file, line and column) and import them in one
-    transaction. Importing the same files again is a no-op.
+    """Validate the CSVs (every problem at once, with file, line and column) and import them in one transaction.
+
+    Importing the same files again is a no-op.
 
     Example: harness human import ratings.csv --participants participants.csv --study paper2024
     """
@@ -56,8 +57,9 @@ def report_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print every table as JSON records on stdout."),
     db: Optional[str] = typer.Option(None, "--db", help="Results DB URL or SQLite path."),
 ) -> None:
-    """The paper's Tables 1-3 and Figure 5, rating distributions, artifact flags, and the recommended
-    repeated-measures analysis, each test with the question it answers.
+    """Report the paper's Tables 1-3 and Figure 5, and the recommended repeated-measures analysis.
+
+    Also rating distributions and artifact flags; each test says which question it answers.
 
     Example: harness human report --example --out report/
     """

@@ -19,8 +19,7 @@ def train(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing checkpoint / resume with a different config."),
     device: str = typer.Option("auto", "--device", help="auto (GPU if available), cpu, cuda, ..."),
 ) -> None:
-    """Train a generator and write its checkpoint; then score it with
-    harness run --generator NAME --checkpoint DIR --task fid ...
+    """Train a generator and write its checkpoint (then score it with harness run --checkpoint DIR).
 
     Example: harness train --generator cyclegan --preset tiny --data phantom:train --out ck/cyclegan
     """

@@ -1,0 +1,309 @@
+"""Diversity (METRICS.md): precision/recall/density/coverage, Vendi score, intra-set MS-SSIM.
+
+Python API (pure functions, frozen results)::
+
+    from tasks import diversity
+    diversity.prdc(real_feats, fake_feats, k=5)               # Naeem et al. 2020; equals the `prdc` package
+    diversity.vendi(feats)                                     # Friedman & Dieng 2023; equals `vendi_score.score_X`
+    diversity.intra_ms_ssim(images, rng=np.random.default_rng(0), n_pairs=500)   # Odena et al. 2017
+    diversity.ms_ssim(x, y)                                    # equals `pytorch_msssim.ms_ssim` (5 scales)
+
+**PRDC** is computed in blocks of real rows, so the N × N distance matrices are never held at once
+(N = 10,000 works); distances are ``sklearn.metrics.pairwise.euclidean_distances`` as in ``prdc``, and the
+k-th neighbour radius excludes the point itself (``prdc``'s convention). k must be below both set sizes.
+
+**Vendi** with the cosine kernel: rows normalised to unit length, K = X Xᵀ, score = exp(H(eig(K / n))). The
+non-zero eigenvalues of X Xᵀ / n equal those of the d × d matrix Xᵀ X / n, so the smaller of the two is
+decomposed (``method="auto"``): N = 10,000 in 2048-d costs one 2048 × 2048 eigen-decomposition.
+
+**MS-SSIM** on BT.601 luma (0–255), Gaussian window 11 / σ 1.5, K = (0.01, 0.03), 5 scales with the
+Wang et al. weights, exactly as ``pytorch_msssim.ms_ssim``. Images too small for 4 downsamplings use the
+largest number of scales L whose coarsest image is still ≥ the window, with the first L weights renormalised
+(recorded in the result). Intra-set MS-SSIM is the mean over ``n_pairs`` random pairs of distinct images
+(seeded); images of other sizes than the set's most common size are resized to it (area interpolation).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from harness.errors import DataError, UsageError
+from harness.registry import tasks as task_registry
+from tasks.base import MetricResult, Task, TaskContext, TaskSpec
+
+__all__ = ["DiversityTask", "MSSSIMResult", "PRDCResult", "VendiResult", "intra_ms_ssim", "ms_ssim", "prdc",
+           "vendi"]
+log = logging.getLogger(__name__)
+
+MS_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def _features(x: np.ndarray, what: str) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise DataError(f"{what}: expected a non-empty (N, d) feature array, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise DataError(f"{what}: features contain NaN or inf")
+    return x
+
+
+# PRDC ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PRDCResult:
+    precision: float
+    recall: float
+    density: float
+    coverage: float
+    k: int
+    n_real: int
+    n_fake: int
+
+
+def _knn_radii(x: np.ndarray, k: int, block: int) -> np.ndarray:
+    from sklearn.metrics.pairwise import euclidean_distances
+
+    out = np.empty(x.shape[0])
+    for s in range(0, x.shape[0], block):
+        d = euclidean_distances(x[s:s + block], x)
+        out[s:s + block] = np.partition(d, k, axis=1)[:, k]  # index 0 is the point itself
+    return out
+
+
+def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5, *, block: int = 2048) -> PRDCResult:
+    """Precision, recall, density and coverage (Naeem et al. 2020) of ``fake`` w.r.t. ``real`` features.
+
+    Equal to ``prdc.compute_prdc(real, fake, k)``. Raises DataError when k ≥ either set size.
+    """
+    from sklearn.metrics.pairwise import euclidean_distances
+
+    r, f = _features(real, "prdc real features"), _features(fake, "prdc fake features")
+    if r.shape[1] != f.shape[1]:
+        raise DataError(f"prdc: real features are {r.shape[1]}-d, fake features {f.shape[1]}-d")
+    if int(k) != k or k < 1:
+        raise UsageError(f"prdc: k must be a positive integer (got {k})")
+    k = int(k)
+    smallest = min(r.shape[0], f.shape[0])
+    if k >= smallest:
+        raise DataError(f"prdc: k={k} nearest neighbours need at least k + 1 = {k + 1} samples in each set; got "
+                        f"{r.shape[0]} real and {f.shape[0]} fake. Use more images or a smaller k "
+                        f"(diversity.k ≤ {smallest - 1})")
+    r_rad, f_rad = _knn_radii(r, k, block), _knn_radii(f, k, block)
+    counts = np.zeros(f.shape[0], dtype=np.int64)
+    recall_hit = np.zeros(r.shape[0], dtype=bool)
+    covered = np.zeros(r.shape[0], dtype=bool)
+    for s in range(0, r.shape[0], block):
+        d = euclidean_distances(r[s:s + block], f)
+        inside = d < r_rad[s:s + block, None]
+        counts += inside.sum(axis=0)
+        recall_hit[s:s + block] = (d < f_rad[None, :]).any(axis=1)
+        covered[s:s + block] = d.min(axis=1) < r_rad[s:s + block]
+    return PRDCResult(precision=float((counts > 0).mean()), recall=float(recall_hit.mean()),
+                      density=float(counts.mean() / k), coverage=float(covered.mean()), k=k,
+                      n_real=r.shape[0], n_fake=f.shape[0])
+
+
+# Vendi --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VendiResult:
+    value: float
+    n: int
+    method: str  # "gram" (n × n) or "covariance" (d × d)
+    centred: bool
+
+
+def vendi(features: np.ndarray, *, method: str = "auto", center: bool = False) -> VendiResult:
+    """Vendi score with the cosine kernel (equal to ``vendi_score.vendi.score_X(features)``).
+
+    ``method``: ``"gram"`` decomposes K/n (n × n), ``"covariance"`` XᵀX/n (d × d, same non-zero spectrum),
+    ``"auto"`` the smaller. ``center=True`` subtracts the feature mean first (not the reference convention;
+    useful when all features share a large common offset).
+    """
+    x = _features(features, "vendi features")
+    if method not in ("auto", "gram", "covariance"):
+        raise UsageError(f"vendi: method must be auto, gram or covariance (got {method!r})")
+    if center:
+        x = x - x.mean(axis=0)
+    norms = np.linalg.norm(x, axis=1)
+    if (norms == 0).any():
+        bad = np.flatnonzero(norms == 0)[:5].tolist()
+        raise DataError(f"vendi: feature rows {bad} have zero length; the cosine kernel is undefined for them")
+    x = x / norms[:, None]
+    n, d = x.shape
+    if method == "auto":
+        method = "gram" if n <= d else "covariance"
+    mat = x @ x.T if method == "gram" else x.T @ x
+    w = np.linalg.eigvalsh(mat / n)
+    w = w[w > 0]
+    return VendiResult(value=float(np.exp(-(w * np.log(w)).sum())), n=n, method=method, centred=center)
+
+
+# MS-SSIM ------------------------------------------------------------------------------------------
+def _gauss(win: int, sigma: float):
+    import torch
+
+    coords = torch.arange(win, dtype=torch.float32) - win // 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def _filter(x, g):
+    import torch.nn.functional as F
+
+    c = x.shape[1]
+    x = F.conv2d(x, g.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(x, g.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+def n_scales(height: int, width: int, win: int = 11) -> int:
+    """Number of MS-SSIM scales (≤ 5) whose coarsest image is at least ``win`` pixels."""
+    side, levels = min(height, width), 0
+    while levels < 5 and side >= win:
+        levels += 1
+        side = (side + 1) // 2
+    return levels
+
+
+def ms_ssim(x, y, *, data_range: float = 255.0, win: int = 11, sigma: float = 1.5,
+            k: tuple[float, float] = (0.01, 0.03), levels: int | None = None):
+    """MS-SSIM per pair of (B, C, H, W) float tensors (mean over channels), as ``pytorch_msssim.ms_ssim``.
+
+    ``levels`` defaults to :func:`n_scales` (5 for images ≥ 176 px with ``win`` 11); with fewer than 5 the
+    first ``levels`` weights are renormalised to sum 1. Returns a (B,) tensor.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if x.shape != y.shape or x.ndim != 4:
+        raise DataError(f"ms_ssim: need two (B, C, H, W) tensors of one shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    levels = levels or n_scales(x.shape[2], x.shape[3], win)
+    if levels < 1 or n_scales(x.shape[2], x.shape[3], win) < levels:
+        raise DataError(f"ms_ssim: images of {x.shape[2]}×{x.shape[3]} are too small for {max(levels, 1)} scale(s) "
+                        f"with an {win}-pixel window")
+    weights = torch.tensor(MS_WEIGHTS[:levels], dtype=x.dtype)
+    weights = weights / weights.sum() if levels < 5 else weights
+    g = _gauss(win, sigma).to(x.dtype)
+    c1, c2 = (k[0] * data_range) ** 2, (k[1] * data_range) ** 2
+    mcs = []
+    for i in range(levels):
+        c = x.shape[1]  # one grouped convolution for the five filtered maps
+        mu1, mu2, f11, f22, f12 = _filter(torch.cat([x, y, x * x, y * y, x * y], dim=1), g).split(c, dim=1)
+        s11, s22, s12 = f11 - mu1 * mu1, f22 - mu2 * mu2, f12 - mu1 * mu2
+        cs_map = (2 * s12 + c2) / (s11 + s22 + c2)
+        ssim_map = ((2 * mu1 * mu2 + c1) / (mu1 * mu1 + mu2 * mu2 + c1)) * cs_map
+        if i < levels - 1:
+            mcs.append(torch.relu(cs_map.flatten(2).mean(-1)))
+            pad = [s % 2 for s in x.shape[2:]]
+            x, y = F.avg_pool2d(x, 2, padding=pad), F.avg_pool2d(y, 2, padding=pad)
+    last = torch.relu(ssim_map.flatten(2).mean(-1))
+    stack = torch.stack(mcs + [last], dim=0)
+    return torch.prod(stack ** weights.view(-1, 1, 1), dim=0).mean(1)
+
+
+@dataclass(frozen=True)
+class MSSSIMResult:
+    value: float  # mean over pairs
+    ci_low: float
+    ci_high: float
+    n_pairs: int
+    n_images: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _gray_stack(images: Sequence[np.ndarray]) -> tuple[np.ndarray, dict]:
+    import cv2
+
+    shapes = [tuple(np.asarray(im).shape[:2]) for im in images]
+    values, counts = np.unique(np.array(shapes), axis=0, return_counts=True)
+    target = tuple(int(v) for v in values[int(np.argmax(counts))])
+    out = np.empty((len(images), *target), dtype=np.float32)
+    resized = 0
+    for i, im in enumerate(images):
+        im = np.asarray(im)
+        g = im.astype(np.float32) if im.ndim == 2 else (im[..., :3].astype(np.float32) @ LUMA if im.shape[2] >= 3
+                                                        else im[..., 0].astype(np.float32))
+        if g.shape != target:
+            g = cv2.resize(g, (target[1], target[0]), interpolation=cv2.INTER_AREA)
+            resized += 1
+        out[i] = g
+    return out, {"size": list(target), "resized": resized}
+
+
+def intra_ms_ssim(images: Sequence[np.ndarray], *, rng: np.random.Generator, n_pairs: int = 500,
+                  win: int = 11, batch: int = 32) -> MSSSIMResult:
+    """Mean MS-SSIM over ``n_pairs`` random pairs of distinct images of one set (lower = more diverse).
+
+    The interval is mean ± 1.96 standard errors over pairs (normal approximation).
+    """
+    import torch
+
+    n = len(images)
+    if n < 2:
+        raise DataError(f"intra-set MS-SSIM needs at least 2 images (got {n})")
+    if n_pairs < 1:
+        raise UsageError(f"intra-set MS-SSIM: n_pairs must be ≥ 1 (got {n_pairs})")
+    gray, info = _gray_stack(images)
+    levels = n_scales(*gray.shape[1:], win)
+    if levels < 1:
+        raise DataError(f"intra-set MS-SSIM: images of {gray.shape[1]}×{gray.shape[2]} are smaller than the "
+                        f"{win}-pixel window")
+    i = rng.integers(0, n, n_pairs)
+    j = (i + rng.integers(1, n, n_pairs)) % n
+    t = torch.from_numpy(gray).unsqueeze(1)
+    vals = []
+    with torch.no_grad():
+        for s in range(0, n_pairs, batch):
+            vals.append(ms_ssim(t[i[s:s + batch]], t[j[s:s + batch]], win=win, levels=levels).numpy())
+    v = np.concatenate(vals).astype(np.float64)
+    mean = float(v.mean())
+    se = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else 0.0
+    return MSSSIMResult(mean, mean - 1.96 * se, mean + 1.96 * se, int(v.size), n,
+                        {**info, "levels": levels, "window": win, "std": float(v.std())})
+
+
+# task -------------------------------------------------------------------------------------------
+@task_registry.register("diversity")
+class DiversityTask(Task):
+    """Precision/recall/density/coverage (k-NN), Vendi score and intra-set MS-SSIM, generated vs reference."""
+
+    spec = TaskSpec(
+        name="diversity",
+        version="1",
+        description="Precision, recall, density, coverage (Naeem et al. 2020), Vendi score (cosine kernel) and "
+                    "intra-set MS-SSIM, for the generated and the reference set side by side",
+        needs_images=True,
+        parameters={"k": 5, "vendi_center": False, "msssim_pairs": 500, "msssim_window": 11},
+    )
+
+    def evaluate(self, ctx: TaskContext) -> list[MetricResult]:
+        if ctx.gen_features is None or ctx.ref_features is None:
+            raise UsageError("task 'diversity' needs generated and reference features")
+        p = self.params
+        space = ctx.feature_space
+        pr = prdc(ctx.ref_features, ctx.gen_features, int(p["k"]))
+        common = {"k": pr.k, "n_real": pr.n_real, "n_fake": pr.n_fake, "reference": "Naeem et al. 2020 (prdc)"}
+        out = [MetricResult(name, getattr(pr, name), None, None, pr.n_fake, higher_is_better=True,
+                            feature_space=space, details=dict(common))
+               for name in ("precision", "recall", "density", "coverage")]
+        v_gen = vendi(ctx.gen_features, center=bool(p["vendi_center"]))
+        v_ref = vendi(ctx.ref_features, center=bool(p["vendi_center"]))
+        for name, v, other in (("vendi", v_gen, v_ref), ("vendi_reference", v_ref, v_gen)):
+            out.append(MetricResult(name, v.value, None, None, v.n, higher_is_better=True, feature_space=space,
+                                    details={"kernel": "cosine", "method": v.method, "centred": v.centred,
+                                             "other_set_value": other.value}))
+        gen_rng, ref_rng = ctx.rng.spawn(2)
+        if ctx.gen_images is not None and ctx.ref_images is not None:
+            kw = {"n_pairs": int(p["msssim_pairs"]), "win": int(p["msssim_window"])}
+            m_gen = intra_ms_ssim(ctx.gen_images(), rng=gen_rng, **kw)
+            m_ref = intra_ms_ssim(ctx.ref_images(), rng=ref_rng, **kw)
+            for name, m, other in (("ms_ssim_intra", m_gen, m_ref), ("ms_ssim_intra_reference", m_ref, m_gen)):
+                out.append(MetricResult(name, m.value, m.ci_low, m.ci_high, m.n_images, higher_is_better=False,
+                                        feature_space="pixels", details={**m.details, "n_pairs": m.n_pairs, "other_set_value": other.value,
+                                                 "note": "lower = more diverse; compare with the reference set"}))
+        return out

@@ -9,6 +9,12 @@ extends the same set, and a request for fewer reuses its prefix.
 
 The *content hash* of the first ``n`` images (sha256 over their sha256s in index order) identifies the
 images for the feature cache, independently of where the set lives.
+
+Several processes (``accelerate launch``) fill one set together: each writes its own indices with
+:meth:`ImageSet.write_shard`, which appends to its own ``manifest.rank<r>.jsonl``; one process then folds the
+shard manifests into ``manifest.jsonl`` with :meth:`ImageSet.merge_shards` (the contiguous prefix; entries
+past a gap wait in ``manifest.pending.jsonl``). :meth:`ImageSet.open` merges leftovers of a killed
+multi-process run, so a resume with any number of processes skips the images already written.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from harness.errors import DataError, UsageError
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
+SHARD_GLOB = "manifest.*.jsonl"  # manifest.rank<r>.jsonl (one per writing process) and manifest.pending.jsonl
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
 
@@ -142,6 +149,18 @@ class ImageSet:
         else:
             atomic_write_json(s.run_json, {**info, "key": key, "format_version": FORMAT_VERSION})
         s._load_manifest(repair=True)
+        s.merge_shards()
+        return s
+
+    @classmethod
+    def attach(cls, root: Path, *, key: str) -> "ImageSet":
+        """Open a set another process has created with :meth:`open` (read-only on ``manifest.jsonl``)."""
+        s = cls(root)
+        info = s.info()
+        if info.get("key") != key:
+            raise DataError(f"{s.run_json} belongs to run key {info.get('key')}, not {key}; remove the folder")
+        if s.manifest_path.exists():
+            s._load_manifest(repair=False)
         return s
 
     @classmethod
@@ -189,6 +208,58 @@ class ImageSet:
     def _rewrite_manifest(self) -> None:
         atomic_write_bytes(self.manifest_path, "".join(e.to_json() + "\n" for e in self.entries).encode())
 
+    # shards (several writing processes) ---------------------------------------------------------
+    def shard_manifest_path(self, rank: int) -> Path:
+        return self.root / f"manifest.rank{rank}.jsonl"
+
+    def shard_entries(self) -> dict[int, ManifestEntry]:
+        """Entries of the shard manifests past ``manifest.jsonl`` whose image files exist, by index.
+
+        A corrupt or truncated line (a process killed mid-write) is skipped: its image is regenerated.
+        """
+        found: dict[int, ManifestEntry] = {}
+        for path in sorted(self.root.glob(SHARD_GLOB)):
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                if not line.strip():
+                    continue
+                try:
+                    entry = ManifestEntry(**json.loads(line))
+                except (json.JSONDecodeError, TypeError):
+                    log.warning("%s: skipping a corrupt line (its image is regenerated)", path)
+                    continue
+                if entry.index >= len(self.entries) and (self.root / entry.file).is_file():
+                    found.setdefault(entry.index, entry)
+        return found
+
+    def missing(self, n: int) -> list[int]:
+        """Indices below ``n`` in neither ``manifest.jsonl`` nor a shard manifest, ascending."""
+        have = self.shard_entries()
+        return [i for i in range(len(self.entries), n) if i not in have]
+
+    def merge_shards(self) -> None:
+        """Fold the shard manifests into ``manifest.jsonl`` (call from one process, while no other writes).
+
+        The contiguous run of indices after the current prefix is appended (the manifest is rewritten
+        atomically); entries past a gap go to ``manifest.pending.jsonl``; the shard files are then removed.
+        A crash between these steps leaves duplicates only, which the next merge drops.
+        """
+        files = sorted(self.root.glob(SHARD_GLOB))
+        if not files:
+            return
+        extra = self.shard_entries()
+        added = False
+        while len(self.entries) in extra:
+            self.entries.append(extra.pop(len(self.entries)))
+            added = True
+        if added:
+            self._rewrite_manifest()
+        pending = self.root / "manifest.pending.jsonl"
+        if extra:
+            atomic_write_bytes(pending, "".join(extra[i].to_json() + "\n" for i in sorted(extra)).encode())
+        for path in files:
+            if path != pending or not extra:
+                path.unlink(missing_ok=True)
+
     # writing ------------------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.entries)
@@ -207,7 +278,31 @@ class ImageSet:
         """Write images ``start .. start+B-1`` (``start`` must equal ``len(self)``)."""
         if start != len(self.entries):
             raise RuntimeError(f"image set {self.root}: write at index {start}, expected {len(self.entries)}")
-        lines = []
+        entries = self._write_images(start, images, seeds=seeds, conditions=conditions, prompts=prompts,
+                                     label_maps=label_maps, source_ids=source_ids)
+        self.entries.extend(entries)
+        _append_lines(self.manifest_path, entries)
+
+    def write_shard(self, rank: int, start: int, images: np.ndarray, **meta: Any) -> None:
+        """Write images ``start .. start+B-1`` at any free indices; their lines go to ``manifest.rank<rank>.jsonl``.
+
+        ``meta``: the keyword arguments of :meth:`write_batch`. Merge with :meth:`merge_shards`.
+        """
+        _append_lines(self.shard_manifest_path(rank), self._write_images(start, images, **meta))
+
+    def _write_images(
+        self,
+        start: int,
+        images: np.ndarray,
+        *,
+        seeds: Sequence[int | None] | None = None,
+        conditions: Sequence[str | None] | None = None,
+        prompts: Sequence[str | None] | None = None,
+        label_maps: np.ndarray | None = None,
+        source_ids: Sequence[str | None] | None = None,
+    ) -> list[ManifestEntry]:
+        """Write the image (and label-map) files atomically; return their manifest entries."""
+        entries = []
         for j, image in enumerate(images):
             i = start + j
             name = f"{i:06d}.png"
@@ -227,12 +322,8 @@ class ImageSet:
                 label_map=label_rel,
                 source_id=None if source_ids is None else source_ids[j],
             )
-            self.entries.append(entry)
-            lines.append(entry.to_json() + "\n")
-        with open(self.manifest_path, "a", encoding="utf-8") as f:
-            f.write("".join(lines))
-            f.flush()
-            os.fsync(f.fileno())
+            entries.append(entry)
+        return entries
 
     # reading ------------------------------------------------------------------------------------
     def content_hash(self, n: int | None = None) -> str:
@@ -243,9 +334,9 @@ class ImageSet:
             h.update(e.sha256.encode())
         return h.hexdigest()
 
-    def iter_images(self, n: int | None = None, batch_size: int = 64) -> Iterator[list[np.ndarray]]:
-        """Yield the first ``n`` images as uint8 RGB arrays, in batches."""
-        entries = self.entries if n is None else self.entries[:n]
+    def iter_images(self, n: int | None = None, batch_size: int = 64, start: int = 0) -> Iterator[list[np.ndarray]]:
+        """Yield images ``start .. n-1`` (default: all) as uint8 RGB arrays, in batches."""
+        entries = (self.entries if n is None else self.entries[:n])[start:]
         for k in range(0, len(entries), batch_size):
             yield [read_image(self.root / e.file) for e in entries[k : k + batch_size]]
 
@@ -254,6 +345,14 @@ class ImageSet:
 
     def info(self) -> dict:
         return json.loads(self.run_json.read_text()) if self.run_json.exists() else {}
+
+
+def _append_lines(path: Path, entries: Sequence[ManifestEntry]) -> None:
+    """Append manifest lines and fsync (the image files are already in place)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("".join(e.to_json() + "\n" for e in entries))
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def list_image_files(folder: Path) -> list[Path]:

@@ -278,7 +278,7 @@ class DiversityTask(Task):
         description="Precision, recall, density, coverage (Naeem et al. 2020), Vendi score (cosine kernel) and "
                     "intra-set MS-SSIM, for the generated and the reference set side by side",
         needs_images=True,
-        parameters={"k": 5, "vendi_center": False, "msssim_pairs": 500, "msssim_window": 11},
+        parameters={"k": 5, "vendi_center": False, "msssim_pairs": 200, "msssim_window": 11},
     )
 
     def evaluate(self, ctx: TaskContext) -> list[MetricResult]:

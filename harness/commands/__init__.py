@@ -18,6 +18,7 @@ MODULES = (
     "harness.commands.submission",
     "harness.commands.human",
     "harness.commands.human_app",
+    "harness.commands.human_agreement",
     "harness.commands.train",
     "harness.commands.validate_metrics",
 )

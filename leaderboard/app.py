@@ -8,13 +8,13 @@ here; the human-evaluation statistics come from :mod:`human_eval.stats`.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import urllib.parse
 
 import pandas as pd
 import streamlit as st
 
+from harness.webapp import db_arg
 from harness.errors import EchoBenchError
 from harness.store import resolve_url
 from leaderboard import charts, data, human
@@ -28,13 +28,6 @@ NO_STUDY = ("No human-evaluation study in this database yet: `harness human impo
 
 
 STYLE_MAX_CELLS = 5000
-
-
-def _db_arg(argv: list[str]) -> str | None:
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("--db", default=None)
-    args, _ = parser.parse_known_args(argv)
-    return args.db
 
 
 @st.cache_resource(show_spinner=False)
@@ -276,7 +269,7 @@ def main() -> None:
     st.set_page_config(page_title="EchoBench leaderboard", layout="wide")
     st.title("EchoBench leaderboard")
     try:
-        url = resolve_url(_db_arg(sys.argv[1:]))
+        url = resolve_url(db_arg(sys.argv[1:]))
         _engine(url)
         results = _results(url)
         studies = data.list_studies(_engine(url))

@@ -20,7 +20,7 @@ def find_bin(name: str) -> str | None:
     return candidates[0] if candidates else shutil.which(name)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -33,7 +33,7 @@ class TempPostgres:
             raise FileNotFoundError("no PostgreSQL server binaries (apt-get install postgresql)")
         self.dir = Path(tempfile.mkdtemp(prefix="echobench-pg-"))
         self.data = self.dir / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.as_user: list[str] = []
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")

@@ -6,27 +6,11 @@ app itself, in its own process.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import typer
 
-from harness.errors import UsageError
-
-
-def streamlit_command(url: str, port: int, address: str | None = None) -> list[str]:
-    """The ``streamlit run`` command line of the packaged rating app."""
-    from human_eval.app import APP_PATH
-
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP_PATH), "--server.headless", "true",
-           "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-           "--client.toolbarMode", "viewer"]
-    if address:
-        cmd += ["--server.address", address]
-    return [*cmd, "--", "--db", url]
 
 
 def app_cmd(
@@ -43,22 +27,17 @@ def app_cmd(
     from harness.cli import err
     from harness.store import Store, resolve_url
 
+    from harness.webapp import serve
+    from human_eval.app import APP_PATH
+
     url = resolve_url(db)
     Store(url)  # an unreachable DB fails here (StoreError), and the schema is migrated before raters arrive
-    if importlib.util.find_spec("streamlit") is None:
-        raise UsageError("the rating app needs streamlit: pip install streamlit")
-    if not 0 < port < 65536:
-        raise UsageError(f"--port must be between 1 and 65535 (got {port})")
     if not os.environ.get("ECHOBENCH_ADMIN_PASSWORD"):
         err.print("[yellow]note:[/yellow] ECHOBENCH_ADMIN_PASSWORD is not set: the admin page works only with "
                   "admin_password in .streamlit/secrets.toml", highlight=False)
     err.print(f"EchoBench rating app on http://localhost:{port} (raters), http://localhost:{port}/?page=admin "
               "(study set-up); Ctrl-C to stop", highlight=False)
-    try:
-        code = subprocess.call(streamlit_command(url, port, address))
-    except KeyboardInterrupt:
-        code = 0
-    raise typer.Exit(code)
+    raise typer.Exit(serve(APP_PATH, url, port, address=address, extra=("--client.toolbarMode", "viewer")))
 
 
 def export_cmd(

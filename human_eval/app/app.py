@@ -9,7 +9,6 @@ study team opens ``http://HOST:PORT/?page=admin`` (raters never see a link to it
 
 from __future__ import annotations
 
-import argparse
 import hmac
 import os
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from harness.webapp import db_arg
 from harness.errors import EchoBenchError, StoreError
 from harness.store import Store, resolve_url
 from human_eval.app import service as sv
@@ -27,13 +27,6 @@ from human_eval.schema import FLAG_COLUMNS, canonical_source
 SPECIALTIES = ("cardiology", "cardiac_surgery", "sonography", "radiology", "other")
 SEXES = ("female", "male", "prefer_not")
 WORK_LANGUAGES = ("ru", "kk", "en", "other")
-
-
-def _db_arg(argv: list[str]) -> str | None:
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("--db", default=None)
-    args, _ = parser.parse_known_args(argv)
-    return args.db
 
 
 @st.cache_resource(show_spinner=False)
@@ -291,7 +284,7 @@ def main() -> None:
     lang = st.sidebar.selectbox("Language · Язык · Тіл", list(LANGUAGES), format_func=LANGUAGES.get, key="lang")
     mode = "admin" if st.query_params.get("page") == "admin" else "rater"  # admin: http://HOST:PORT/?page=admin
     try:
-        store = _store(resolve_url(_db_arg(sys.argv[1:])))
+        store = _store(resolve_url(db_arg(sys.argv[1:])))
         if mode == "admin":
             admin_page(store)
         else:

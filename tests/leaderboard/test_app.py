@@ -107,9 +107,9 @@ def test_unopenable_database_is_a_store_error(monkeypatch, tmp_path):
 
 
 def test_streamlit_command_line():
-    from harness.commands.leaderboard import streamlit_command
+    from harness.webapp import streamlit_command
 
-    cmd = streamlit_command("sqlite:///x.db", 8600)
+    cmd = streamlit_command(APP_PATH, "sqlite:///x.db", 8600)
     assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4] == str(APP_PATH)
     joined = " ".join(cmd)
     for flag in ("--server.headless true", "--server.port 8600", "--browser.gatherUsageStats false",

@@ -3,51 +3,14 @@ submits three ratings, which must then be in the database. Saves tests/artifacts
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
-import pytest
-
 from harness.store import Rating, Store
 from human_eval.app import service as sv
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+from tests.browser import ARTIFACTS, browser_page, harness_server, needs_chromium, screenshot
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
-
-def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}: {proc.stderr.read()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError("streamlit did not become healthy in time")
-
-
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (apt-get install chromium)")
+@needs_chromium
 def test_rater_signs_in_and_rates_three_images_in_chromium(tmp_path, sources):
-    from playwright.sync_api import sync_playwright
-
     url = f"sqlite:///{tmp_path / 'browser.db'}"
     store = Store(url)
     sv.create_study(store, "browser", sources, pool_per_source=4, per_participant=2, seed=0)
@@ -56,48 +19,30 @@ def test_rater_signs_in_and_rates_three_images_in_chromium(tmp_path, sources):
     sv.save_answers(store, rater, "consent", {"given": True})
     sv.save_answers(store, rater, "pre", {"age": 35, "sex": "female", "specialty": "cardiology"})
 
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "human", "app", "--db", url, "--port", str(port),
-                             "--address", "127.0.0.1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, "ECHOBENCH_DB": "sqlite:////nonexistent/not-this.db",
-                                 "ECHOBENCH_ADMIN_PASSWORD": "x"})
     choices = [("4 — likely", "Cropped image"), ("2 — unlikely", "Unnatural artifacts"),
                ("5 — very likely to resemble a real image", "Possible pathology")]
-    try:
-        _wait_healthy(port, proc)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-            page = browser.new_page(viewport={"width": 1100, "height": 1400})
-            page.goto(f"http://127.0.0.1:{port}/", timeout=60_000)
-            page.get_by_label("Invitation token").fill(token, timeout=60_000)
-            page.get_by_role("button", name="Sign in").click()
-            for i, (label, flag) in enumerate(choices, start=1):
-                # the widgets of *this* item (keys carry the image's pk), not stale ones of the previous run
-                pk = rater.image_pks[rater.plan[i - 1]]
-                radio = page.locator(f".st-key-rating_{pk}")
-                radio.wait_for(timeout=30_000)
-                page.get_by_text(f"Image {i} of 8").wait_for(timeout=30_000)
-                page.wait_for_function("() => [...document.querySelectorAll(\"[data-testid='stImage'] img\")]"
-                                       ".some(im => im.complete && im.naturalWidth > 0)", timeout=30_000)
-                radio.get_by_text(label, exact=True).click()
-                flag_key = {"Cropped image": "cropped_image", "Unnatural artifacts": "unnatural_artifacts",
-                            "Possible pathology": "possible_pathology"}[flag]
-                page.locator(f".st-key-{flag_key}_{pk}").get_by_text(flag, exact=True).click()
-                if i == len(choices):
-                    page.locator(f".st-key-comment_{pk} textarea").fill("speckle looks smeared")
-                    ARTIFACTS.mkdir(exist_ok=True)
-                    page.screenshot(path=str(ARTIFACTS / "rating_app.png"), full_page=True)
-                page.get_by_role("button", name="Save and continue").click()
-            page.get_by_text("Image 4 of 8").wait_for(timeout=30_000)
-            browser.close()
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    with harness_server("human", "app", "--db", url, "--address", "127.0.0.1", env={"ECHOBENCH_ADMIN_PASSWORD": "x"}) as port, \
+            browser_page(1100, 1400) as page:
+        page.goto(f"http://127.0.0.1:{port}/", timeout=60_000)
+        page.get_by_label("Invitation token").fill(token, timeout=60_000)
+        page.get_by_role("button", name="Sign in").click()
+        for i, (label, flag) in enumerate(choices, start=1):
+            # the widgets of *this* item (keys carry the image's pk), not stale ones of the previous run
+            pk = rater.image_pks[rater.plan[i - 1]]
+            radio = page.locator(f".st-key-rating_{pk}")
+            radio.wait_for(timeout=30_000)
+            page.get_by_text(f"Image {i} of 8").wait_for(timeout=30_000)
+            page.wait_for_function("() => [...document.querySelectorAll(\"[data-testid='stImage'] img\")]"
+                                   ".some(im => im.complete && im.naturalWidth > 0)", timeout=30_000)
+            radio.get_by_text(label, exact=True).click()
+            flag_key = {"Cropped image": "cropped_image", "Unnatural artifacts": "unnatural_artifacts",
+                        "Possible pathology": "possible_pathology"}[flag]
+            page.locator(f".st-key-{flag_key}_{pk}").get_by_text(flag, exact=True).click()
+            if i == len(choices):
+                page.locator(f".st-key-comment_{pk} textarea").fill("speckle looks smeared")
+                screenshot(page, "rating_app.png", full_page=True)
+            page.get_by_role("button", name="Save and continue").click()
+        page.get_by_text("Image 4 of 8").wait_for(timeout=30_000)
     with store.session() as s:
         rows = s.query(Rating).filter(Rating.participant_pk == rater.pk).order_by(Rating.position).all()
     assert [(r.position, r.rating) for r in rows] == [(1, 4), (2, 2), (3, 5)]

@@ -6,7 +6,8 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.commands.human_app import streamlit_command
+from harness.webapp import streamlit_command
+from human_eval.app import APP_PATH
 from harness.errors import StoreError, UsageError
 from harness.store import Store
 from human_eval.app import service as sv
@@ -52,7 +53,7 @@ def test_complete_study_export_import_report(tmp_path, sources):
 
 
 def test_app_command_line_and_errors(tmp_path):
-    cmd = streamlit_command("sqlite:///x.db", 8600, "127.0.0.1")
+    cmd = streamlit_command(APP_PATH, "sqlite:///x.db", 8600, address="127.0.0.1")
     assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("human_eval/app/app.py")
     assert cmd[-3:] == ["--", "--db", "sqlite:///x.db"] and "--server.address" in cmd
     runner = CliRunner()

@@ -144,6 +144,8 @@ def replace_config(config: Any, overrides: dict[str, Any], what: str) -> Any:
 
 
 def _jsonable(value: Any) -> Any:
+    if hasattr(value, "fingerprint") and not isinstance(value, type):  # a data source: what determines it, not its repr
+        return value.fingerprint()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     if isinstance(value, dict):

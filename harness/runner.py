@@ -18,7 +18,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -135,13 +135,13 @@ def materialize(gen: Generator, root: Path, n: int, *, seed: int, batch_size: in
 
 def _batch_meta(gen: Generator, batch: GeneratedBatch, seed: int, index: int, b: int) -> dict:
     """The manifest fields of the first ``b`` images of ``batch`` (written at ``index ..``)."""
-    return dict(
-        seeds=[image_seed(seed, i) for i in range(index, index + b)] if gen.uses_seed else None,
-        conditions=batch.conditions[:b] if batch.conditions else None,
-        prompts=batch.prompts[:b] if batch.prompts else None,
-        label_maps=batch.label_maps[:b] if batch.label_maps is not None else None,
-        source_ids=batch.source_ids[:b] if batch.source_ids else None,
-    )
+    return {
+        "seeds": [image_seed(seed, i) for i in range(index, index + b)] if gen.uses_seed else None,
+        "conditions": batch.conditions[:b] if batch.conditions else None,
+        "prompts": batch.prompts[:b] if batch.prompts else None,
+        "label_maps": batch.label_maps[:b] if batch.label_maps is not None else None,
+        "source_ids": batch.source_ids[:b] if batch.source_ids else None,
+    }
 
 
 def _materialize_sharded(gen: Generator, root: Path, n: int, *, seed: int, batch_size: int, conditions, info: dict,

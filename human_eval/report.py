@@ -22,7 +22,7 @@ from human_eval.schema import FLAG_COLUMNS, StudyTables
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_report", "paper_tables", "report_tables"]
+__all__ = ["agreement_section", "build_report", "paper_tables", "report_tables"]
 
 _TEST_NAMES = {"kolmogorov_smirnov": "Kolmogorov-Smirnov", "lilliefors": "KS with Lilliefors correction",
                "shapiro_wilk": "Shapiro-Wilk", "anderson_darling": "Anderson-Darling"}
@@ -250,25 +250,82 @@ _SECTIONS = [
 ]
 
 
+_AGREEMENT_SECTIONS = [
+    ("metric_agreement", "Agreement: per-image metric vs mean rating (Spearman, Kendall; higher_is_better = the "
+                         "expected sign)"),
+    ("generator_agreement", "Agreement: generator ranking by each stored metric vs by mean rating (Kendall's tau)"),
+    ("generator_pairs", "Agreement: pairwise generator preferences, metric vs clinicians"),
+]
+
+
+def _has_paths(tables: StudyTables) -> bool:
+    im = tables.images
+    return im is not None and "path" in im.columns and im["path"].astype(str).str.strip().replace(
+        {"None": "", "nan": ""}).ne("").any()
+
+
+def agreement_section(tables: StudyTables, agreement: dict[str, pd.DataFrame] | None = None, *, store=None,
+                      image_root=None) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """The report's Agreement tables and sentences: ``agreement`` as given, else computed with
+    :func:`human_eval.agreement.agreement_tables` when the study links images to files (or a store is given).
+    An image that cannot be read turns the per-image part into a note; the report is still written."""
+    from harness.errors import DataError
+
+    notes: list[str] = []
+    if agreement is None:
+        agreement = {}
+        if _has_paths(tables) or store is not None:
+            from human_eval.agreement import agreement_tables
+
+            try:
+                agreement = agreement_tables(tables, store=store, base_dir=image_root)
+            except DataError as exc:
+                log.warning("agreement section skipped: %s", exc)
+                notes.append(f"**Metric-human agreement** could not be computed: {exc}")
+    ma = agreement.get("metric_agreement")
+    if ma is not None and len(ma):
+        parts = [f"{r.metric}: rho = {r.spearman_rho:.2f} ({_p(r.p_spearman)}), tau = {r.kendall_tau:.2f}, "
+                 f"n = {r.n_images}" for r in ma.itertuples() if np.isfinite(r.spearman_rho)]
+        if parts:
+            notes.append("**Do per-image metrics agree with the clinicians' mean rating of each image?** "
+                         + "; ".join(parts) + ".")
+    ga = agreement.get("generator_agreement")
+    if ga is not None and len(ga):
+        parts = [f"{r.metric}: tau = {r.kendall_tau:+.2f}, best by metric {r.best_by_metric}, by clinicians "
+                 f"{r.best_by_humans}" for r in ga.itertuples() if np.isfinite(r.kendall_tau)]
+        if parts:
+            notes.append("**Do metrics rank the generators as the clinicians do?** " + "; ".join(parts) + ".")
+    return agreement, notes
+
+
 def build_report(tables: StudyTables, out_dir, *, fmt: str = "md", figures: bool = True, reference: str = "real",
-                 seed: int = 0, n_perm: int = 9999, n_boot: int = 2000, margin: float = 0.5) -> Path:
-    """Write ``report.md`` or ``report.html`` (plus PNG figures) into ``out_dir``; return the report path."""
+                 seed: int = 0, n_perm: int = 9999, n_boot: int = 2000, margin: float = 0.5,
+                 agreement: dict[str, pd.DataFrame] | None = None, store=None, image_root=None) -> Path:
+    """Write ``report.md`` or ``report.html`` (plus PNG figures) into ``out_dir``; return the report path.
+
+    When the study links images to files (images.csv paths; relative ones under ``image_root``) or ``store``
+    is given, an Agreement section is added (:func:`agreement_section`); pass precomputed ``agreement``
+    tables (:func:`human_eval.agreement.agreement_tables`) to skip the computation.
+    """
     if fmt not in ("md", "html"):
         raise UsageError(f"report format must be 'md' or 'html', got {fmt!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     res = report_tables(tables, reference=reference, seed=seed, n_perm=n_perm, n_boot=n_boot, margin=margin)
+    agr, agr_notes = agreement_section(tables, agreement, store=store, image_root=image_root)
+    agr_keys = [(k, t) for k, t in _AGREEMENT_SECTIONS if k in agr]
+    res.update({k: agr[k] for k, _ in agr_keys})
     figs = _figures(tables, res, out_dir, reference) if figures else {}
     r = tables.ratings
     head = (f"{len(r):,} ratings, {r['participant_id'].nunique()} participants, {r['image_id'].nunique():,} images, "
             f"sources: {', '.join(S.source_order(r, reference=reference))}; reference: {reference}; "
             f"seed {seed}; study hash {tables.content_hash[:12]}")
-    sentences = _sentences(res, reference, margin)
+    sentences = _sentences(res, reference, margin) + agr_notes
     if fmt == "md":
         parts = ["# Human evaluation report", "", head, ""]
         parts += [f"- warning: {w}" for w in tables.warnings] + ([""] if tables.warnings else [])
         parts += ["## Recommended analysis", ""] + [f"- {s}" for s in sentences] + [""]
-        for key, title in _SECTIONS:
+        for key, title in _SECTIONS + agr_keys:
             parts += [f"## {title}", "", _md_table(res[key]), ""]
             if key == "table2":
                 parts += ["The paper's exact p matches the exact null distribution of U ignoring ties "
@@ -282,7 +339,7 @@ def build_report(tables: StudyTables, out_dir, *, fmt: str = "md", figures: bool
         body += [f"<p class='warn'>warning: {html.escape(w)}</p>" for w in tables.warnings]
         body += ["<h2>Recommended analysis</h2><ul>"]
         body += [f"<li>{html.escape(s).replace('**', '')}</li>" for s in sentences] + ["</ul>"]
-        for key, title in _SECTIONS:
+        for key, title in _SECTIONS + agr_keys:
             body += [f"<h2>{html.escape(title)}</h2>", res[key].to_html(index=False, float_format=lambda v: f"{v:.4g}",
                                                                        na_rep="")]
         body += [f"<img src='{p.name}' alt='{name}'>" for name, p in figs.items()]

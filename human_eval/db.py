@@ -83,6 +83,17 @@ def import_study(store: Store, tables: StudyTables, name: str, *, replace: bool 
     return ImportSummary(name, status, len(r), len(parts), len(i_rows))
 
 
+def save_per_image_metrics(store: Store, name: str, rows: pd.DataFrame, *, feature_space: str) -> None:
+    """Keep per-image metric values (``metric, image, value``) with the study, for the leaderboard's scatter."""
+    records = [{"metric": str(m), "image": str(i), "value": (None if pd.isna(v) else float(v))}
+               for m, i, v in zip(rows["metric"], rows["image"], rows["value"])]
+    with store.session() as s, s.begin():
+        study = s.scalar(select(Study).where(Study.name == name))
+        if study is None:
+            raise UsageError(f"no study {name!r}")
+        study.config = {**(study.config or {}), "per_image_metrics": {"feature_space": feature_space, "rows": records}}
+
+
 def list_studies(store: Store) -> list[str]:
     with store.session() as s:
         return list(s.scalars(select(Study.name).order_by(Study.created_at)))

@@ -256,10 +256,12 @@ def agreement_tab(url: str, table: data.Table, study: data.StudyData | None) -> 
         st.markdown("**Kendall's τ** between each metric (oriented so larger = better) and the mean rating:")
         st.dataframe(human.ranking_agreement(scores, higher), hide_index=True)
     st.subheader("Per-image metric vs rating")
-    per_image = human.per_image_scatter(data.per_image_metrics(_engine(url)), study.ratings, study.images)
+    stored = data.per_image_metrics(_engine(url))[["metric", "image", "value"]]
+    saved = study.per_image if study.per_image is not None else stored.iloc[:0]
+    per_image = human.per_image_scatter(pd.concat([stored, saved], ignore_index=True), study.ratings, study.images)
     if per_image.empty:
-        st.caption("No per-image metric values link to the rated images (tasks store them in details['per_image'], "
-                   "matched by image id or file name through the study's images.csv paths).")
+        st.caption("No per-image metric values link to the rated images yet: run `harness human agreement "
+                   f"--study {study.name}` (needs the study's images.csv paths) and reload.")
         return
     metric = st.selectbox("Metric", sorted(per_image["metric"].unique()))
     st.altair_chart(charts.per_image_chart(per_image, metric), width="stretch")

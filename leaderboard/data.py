@@ -379,6 +379,7 @@ class StudyData:
     images: pd.DataFrame
     scale: tuple[int, int] = (1, 5)
     synthetic: bool = False
+    per_image: pd.DataFrame | None = None  # metric, image, value saved by `harness human agreement`
 
 
 def list_studies(engine: Engine | None) -> list[str]:
@@ -425,8 +426,10 @@ def load_study(engine: Engine | None, name: str | None = None) -> StudyData | No
         participants[f] = pd.to_numeric(participants[f], errors="coerce")
     config = study.config or {}
     scale = tuple(config.get("scale", (1, 5)))
+    saved = (config.get("per_image_metrics") or {}).get("rows") or []
+    per_image = pd.DataFrame(saved, columns=["metric", "image", "value"]).dropna(subset=["value"])
     return StudyData(name, ratings, participants, images, (int(scale[0]), int(scale[1])),
-                     bool(config.get("synthetic", False)))
+                     bool(config.get("synthetic", False)), per_image)
 
 
 def source_name(generator: str) -> str:

@@ -40,6 +40,10 @@ def import_cmd(
     except ValueError as exc:
         raise UsageError(f"--scale must look like 1-5, not {scale!r}") from exc
     tables = read_study(ratings, participants, images, scale=(lo, hi))
+    if images is not None and tables.images is not None and "path" in tables.images:
+        # store image paths resolved against the images.csv folder, so later commands find the files from anywhere
+        tables.images["path"] = [str((images.parent / p).resolve()) if isinstance(p, str) and p and not Path(p).is_absolute()
+                                 else p for p in tables.images["path"]]
     for w in tables.warnings:
         err.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
     summary = import_study(Store(db), tables, study, replace=replace)
@@ -80,11 +84,12 @@ def report_cmd(
         from harness.store import Store
         from human_eval.db import load_study
 
-        tables = load_study(Store(db), study)
+        store = Store(db)
+        tables = load_study(store, study)
     if as_json:
         payload = {k: json.loads(v.to_json(orient="records", date_format="iso")) for k, v in report_tables(tables).items()}
         sys.stdout.write(json.dumps(payload) + "\n")
-    path = build_report(tables, out_dir, fmt=fmt, figures=figures)
+    path = build_report(tables, out_dir, fmt=fmt, figures=figures, store=None if example else store)
     err.print(f"report written to {path}")
 
 

@@ -97,6 +97,11 @@ def agreement_cmd(
     ref_imgs = reference_images(reference) if reference else None
     res = agreement_tables(tables, store=store, base_dir=root, reference_images=ref_imgs, extractor=features, k=k,
                            exclude=("real",) if exclude_real else (), device=device)
+    if "per_image" in res and len(res["per_image"]):
+        from human_eval.agreement import per_image_long
+        from human_eval.db import save_per_image_metrics
+
+        save_per_image_metrics(store, study, per_image_long(res["per_image"]), feature_space=features)
     if "per_image" not in res:
         err.print("[yellow]note:[/yellow] the study has no image paths (import it with --images images.csv), so "
                   "only the generator ranking is compared", highlight=False)

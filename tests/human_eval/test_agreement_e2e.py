@@ -136,6 +136,11 @@ def test_cli_agreement_table_and_missing_file(study, tmp_path):
     assert "FD_radiomics" in proc.stdout and "realism_score" in proc.stdout
     assert {"per_image_metrics.csv", "metric_agreement.csv", "generator_agreement.csv",
             "agreement_scatter.png"} <= {p.name for p in out.iterdir()}
+    # the per-image values are kept with the study for the leaderboard's scatter
+    from leaderboard import data as lb
+
+    saved = lb.load_study(lb.connect(str(study["store"].url)), "e2e").per_image
+    assert set(saved["metric"]) >= {"realism_score", "chroma"} and len(saved) > 0
 
     # a study whose images.csv names a file that is not there: exit 2 naming it
     folder = study["folder"]

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -64,8 +65,8 @@ class Generator(ABC):
         raise UsageError(f"generator {self.name!r} is not trainable")
 
     # sampling ------------------------------------------------------------------------------------
-    def load(self, checkpoint: Path | None = None, device: str = "auto") -> None:
-        """Load weights (``checkpoint``) onto ``device`` (``"auto"``: GPU if present)."""
+    def load(self, checkpoint: Path | None = None, device: str = "auto") -> None:  # noqa: B027 (optional hook)
+        """Load weights (``checkpoint``) onto ``device`` (``"auto"``: GPU if present); baselines need none."""
 
     @abstractmethod
     def sample(
@@ -106,6 +107,25 @@ class Generator(ABC):
                 f"generator {cls.name!r} has no preset {name!r}; presets: {', '.join(sorted(cls.presets)) or 'none'}"
             )
         return cls.presets[name]
+
+    @classmethod
+    def resolve_config(cls, config: Any = None) -> Any:
+        """A preset name (default ``tiny``) or a ``config_class`` instance → a checked config."""
+        if config is None:
+            config = "tiny"
+        if isinstance(config, str):
+            config = cls.preset(config)
+        if cls.config_class is not None and not isinstance(config, cls.config_class):
+            raise UsageError(f"{cls.name}: config must be a {cls.config_class.__name__} or a preset name, "
+                             f"got {type(config).__name__}")
+        cls.check_config(config)
+        return config
+
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        """Refuse a config this adapter cannot train or sample with (UsageError)."""
+        if hasattr(config, "validate"):
+            config.validate()
 
     @classmethod
     def availability(cls) -> str:

@@ -4,7 +4,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from generators.base import GeneratedBatch, Generator
 from harness.data.base import DataSource

@@ -119,17 +119,6 @@ class SDLoRAGenerator(Generator):
         self.checkpoint = out
         return out
 
-    @classmethod
-    def resolve_config(cls, config: SDLoRAConfig | str | None) -> SDLoRAConfig:
-        if config is None:
-            config = "tiny"
-        if isinstance(config, str):
-            config = cls.preset(config)
-        if not isinstance(config, SDLoRAConfig):
-            raise UsageError(f"sd-lora: config must be an SDLoRAConfig or a preset name, got {type(config).__name__}")
-        config.validate()
-        return config
-
     # sampling ------------------------------------------------------------------------------------
     def load(self, checkpoint: Path | None = None, device: str = "auto") -> None:
         import torch

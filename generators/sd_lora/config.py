@@ -15,7 +15,6 @@ Target sets (which UNet linear layers get a LoRA), see docs/sd-lora.md for the r
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 

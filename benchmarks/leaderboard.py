@@ -58,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from streamlit.testing.v1 import AppTest
 
-    from leaderboard import APP_PATH
-    from leaderboard import data
+    from leaderboard import APP_PATH, data
 
     path = args.db or Path(tempfile.mkdtemp()) / "bench.db"
     url = f"sqlite:///{path}"

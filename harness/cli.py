@@ -10,12 +10,21 @@ import contextlib
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from harness.errors import EchoBenchError, UsageError
@@ -63,7 +72,7 @@ class RichReporter:
             yield lambda k: progress.advance(tid, k)
 
 
-def _parse_kv(items: Optional[List[str]], what: str, *, decode: bool = True) -> dict:
+def _parse_kv(items: Optional[list[str]], what: str, *, decode: bool = True) -> dict:
     """``["a=1", "b=x"]`` → ``{"a": 1, "b": "x"}`` (values JSON-decoded when possible, unless ``decode=False``)."""
     outd: dict = {}
     for item in items or []:
@@ -77,7 +86,7 @@ def _parse_kv(items: Optional[List[str]], what: str, *, decode: bool = True) -> 
     return outd
 
 
-def _parse_task_options(items: Optional[List[str]]) -> dict:
+def _parse_task_options(items: Optional[list[str]]) -> dict:
     outd: dict = {}
     for key, value in _parse_kv(items, "--task-option").items():
         task, dot, opt = key.partition(".")
@@ -119,7 +128,7 @@ def print_results(outcomes, as_json: bool) -> None:
 @app.command()
 def run(
     generator: str = typer.Option(..., "--generator", "-g", help="Generator name (harness list generators), or path/file.py:Class."),
-    task: List[str] = typer.Option(..., "--task", "-t", help="Task to run; repeat for several (harness list tasks)."),
+    task: list[str] = typer.Option(..., "--task", "-t", help="Task to run; repeat for several (harness list tasks)."),
     data: str = typer.Option("phantom", "--data", help="Data source spec: phantom, folder:DIR, echonet:DIR[@split]."),
     reference: Optional[str] = typer.Option(None, "--reference", help="Reference set spec (default: the data source's reference split, e.g. phantom:reference)."),
     n: Optional[int] = typer.Option(None, "--n", help="Images to generate (default 800, or all images for --generator images)."),
@@ -132,8 +141,8 @@ def run(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Generator checkpoint file or folder."),
     images: Optional[str] = typer.Option(None, "--images", help="Folder of generated images (with --generator images)."),
     conditions: Optional[str] = typer.Option(None, "--conditions", help="Comma-separated conditions for conditional generators."),
-    option: Optional[List[str]] = typer.Option(None, "--option", "-o", help="Generator option KEY=VALUE (repeatable)."),
-    task_option: Optional[List[str]] = typer.Option(None, "--task-option", help="Task option TASK.KEY=VALUE, e.g. fid.n_boot=100."),
+    option: Optional[list[str]] = typer.Option(None, "--option", "-o", help="Generator option KEY=VALUE (repeatable)."),
+    task_option: Optional[list[str]] = typer.Option(None, "--task-option", help="Task option TASK.KEY=VALUE, e.g. fid.n_boot=100."),
     batch_size: int = typer.Option(32, "--batch-size", help="Batch size for generation and feature extraction."),
     device: str = typer.Option("auto", "--device", help="auto (GPU if available), cpu, cuda, cuda:1, ..."),
     db: Optional[str] = typer.Option(None, "--db", help="Results DB URL or SQLite path (default ECHOBENCH_DB or sqlite:///echobench.db)."),
@@ -148,7 +157,8 @@ def run(
     if num_processes > 1:
         _relaunch(num_processes)
         return
-    from harness.runner import RunRequest, run as run_pipeline
+    from harness.runner import RunRequest
+    from harness.runner import run as run_pipeline
 
     gen_options = _parse_kv(option, "--option")
     if images is not None:
@@ -188,7 +198,8 @@ def quickstart(
     home: Optional[Path] = typer.Option(None, "--out", help="Where image sets go."),
 ) -> None:
     """Score the two baselines on the embedded phantom, offline: real (noise floor) and labelmap (untranslated label maps, the lower baseline), and print the table."""
-    from harness.runner import RunRequest, run as run_pipeline
+    from harness.runner import RunRequest
+    from harness.runner import run as run_pipeline
 
     outcomes = []
     for gen in ("real", "labelmap"):
@@ -275,7 +286,7 @@ def data_export(
     source: str = typer.Argument("phantom", help="Data spec: phantom, phantom:train, folder:DIR, echonet:DIR."),
     n: int = typer.Option(400, "--n", help="Number of samples."),
     out_dir: Path = typer.Option(..., "--out", help="Output folder (must not exist or be empty)."),
-    inject: Optional[List[str]] = typer.Option(None, "--inject", help="Fault to inject, e.g. tint:0.03:orange, drop-condition:asd, copy-train:0.05, speckle:2, crop:0.2, blur:1.5 (repeatable)."),
+    inject: Optional[list[str]] = typer.Option(None, "--inject", help="Fault to inject, e.g. tint:0.03:orange, drop-condition:asd, copy-train:0.05, speckle:2, crop:0.2, blur:1.5 (repeatable)."),
     size: Optional[int] = typer.Option(None, "--size", help="Image size (phantom: default 256)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the phantom."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),

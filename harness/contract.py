@@ -206,7 +206,8 @@ def check_generator(
         if expect_same:
             add(check, PASS if same else FAIL, f"{what}: identical" if same else f"{what}: {diff} of {n} images differ", required)
         else:
-            add(check, FAIL if same else PASS, f"{what}: all {n} images identical" if same else f"{what}: {diff} of {n} images differ", required)
+            msg = f"{what}: all {n} images identical" if same else f"{what}: {diff} of {n} images differ"
+            add(check, FAIL if same else PASS, msg, required)
 
     compare("same seed → same images", f"two calls with seed={seed}", lambda: _collect(gen, n, seed=seed, batch_size=n), True)
     if getattr(gen, "uses_seed", True):
@@ -305,7 +306,8 @@ def _check_describe(gen: Generator, add) -> None:
         return
     missing = [k for k in DESCRIBE_KEYS if k not in info]
     empty = [k for k in ("name", "description") if k in info and not info[k]]
-    wrong = [] if list(info.get("conditions", [])) == list(getattr(gen, "conditions", ())) else ["conditions (differs from the class attribute)"]
+    same_conditions = list(info.get("conditions", [])) == list(getattr(gen, "conditions", ()))
+    wrong = [] if same_conditions else ["conditions (differs from the class attribute)"]
     problems = ([f"missing {', '.join(missing)}"] if missing else []) + ([f"empty {', '.join(empty)}"] if empty else []) + wrong
     add("describe() complete", FAIL if problems else PASS,
         "; ".join(problems) if problems else f"name={info['name']!r}, {len(info)} fields")

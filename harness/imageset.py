@@ -25,9 +25,10 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -129,7 +130,7 @@ class ImageSet:
 
     # opening ------------------------------------------------------------------------------------
     @classmethod
-    def open(cls, root: Path, info: dict, *, key: str) -> "ImageSet":
+    def open(cls, root: Path, info: dict, *, key: str) -> ImageSet:
         """Create the set at ``root`` or resume it; ``info`` goes to run.json (must match ``key``)."""
         s = cls(root)
         try:
@@ -153,7 +154,7 @@ class ImageSet:
         return s
 
     @classmethod
-    def attach(cls, root: Path, *, key: str) -> "ImageSet":
+    def attach(cls, root: Path, *, key: str) -> ImageSet:
         """Open a set another process has created with :meth:`open` (read-only on ``manifest.jsonl``)."""
         s = cls(root)
         info = s.info()
@@ -164,7 +165,7 @@ class ImageSet:
         return s
 
     @classmethod
-    def read(cls, root: Path) -> "ImageSet":
+    def read(cls, root: Path) -> ImageSet:
         """Open an existing set for reading; a corrupt manifest line is a DataError naming the line."""
         s = cls(root)
         if not s.manifest_path.exists():

@@ -13,8 +13,9 @@ import difflib
 import importlib
 import importlib.metadata
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from harness.errors import UnknownNameError, UsageError
 

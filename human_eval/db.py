@@ -105,7 +105,8 @@ def load_study(store: Store, name: str) -> StudyTables:
         study = s.scalar(select(Study).where(Study.name == name))
         if study is None:
             names = list_studies(store)
-            raise UsageError(f"no study {name!r} in {store.url.split('@')[-1]}; studies: {', '.join(names) or 'none (harness human import ...)'}")
+            known = ", ".join(names) or "none (harness human import ...)"
+            raise UsageError(f"no study {name!r} in {store.url.split('@')[-1]}; studies: {known}")
         stmt = (
             select(Participant.participant_id, StudyImage.image_id, StudyImage.source, Rating.rating,
                    *[getattr(Rating, f) for f in FLAG_COLUMNS], Rating.comment, Rating.rated_at, Rating.position)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import codecs
 import hashlib
 import io
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 

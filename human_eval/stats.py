@@ -395,7 +395,6 @@ def ordinal_model(df: pd.DataFrame, dv: str = "rating", between: str = "source",
         res = model.fit(method="bfgs", disp=False, maxiter=500, cov_type="cluster", cov_kwds={"groups": groups})
     ci = np.asarray(res.conf_int())
     params, bse = np.asarray(res.params), np.asarray(res.bse)
-    k = X.shape[1]
     thr = model.transform_threshold_params(params)[1:-1]
     levels = np.sort(df[dv].unique())
     rows = []

@@ -14,9 +14,9 @@ import urllib.parse
 import pandas as pd
 import streamlit as st
 
-from harness.webapp import db_arg
 from harness.errors import EchoBenchError
 from harness.store import resolve_url
+from harness.webapp import db_arg
 from leaderboard import charts, data, human
 
 FIRST_RUN = ("No results yet: run `harness quickstart` (scores the `real` and `labelmap` baselines on the "

@@ -114,7 +114,8 @@ def test_missing_inception_weights_offline_is_exit_2_before_generating(tmp_path)
         (["--generator", "reel", "--task", "fid"], "Did you mean 'real'"),
         (["--generator", "real", "--task", "fdi"], "Did you mean 'fid'"),
         (["--generator", "real", "--task", "fid", "--features", "radiomix"], "Did you mean 'radiomics'"),
-        (["--generator", "real", "--task", "fid", "--features", "radiomics", "--db", "postgresql+psycopg://u:p@127.0.0.1:1/x"], "cannot connect"),
+        (["--generator", "real", "--task", "fid", "--features", "radiomics", "--db", "postgresql+psycopg://u:p@127.0.0.1:1/x"],
+         "cannot connect"),
     ],
 )
 def test_user_errors_exit_2_with_one_message(args, needle):

@@ -12,7 +12,6 @@ from pathlib import Path
 import typer
 
 
-
 def app_cmd(
     db: str | None = typer.Option(None, "--db", help="Study DB URL or SQLite path (default ECHOBENCH_DB or sqlite:///echobench.db)."),
     port: int = typer.Option(8502, "--port", help="Port of the web server (http://localhost:PORT)."),
@@ -26,7 +25,6 @@ def app_cmd(
     """
     from harness.cli import err
     from harness.store import Store, resolve_url
-
     from harness.webapp import serve
     from human_eval.app import APP_PATH
 

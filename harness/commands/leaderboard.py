@@ -7,7 +7,6 @@ from typing import Optional
 import typer
 
 
-
 def register(app: typer.Typer) -> None:
     @app.command()
     def leaderboard(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -49,7 +49,7 @@ def validate_generator(
     batch_size: int = typer.Option(3, "--batch-size", help="The small batch size compared with one batch of n."),
     seed: int = typer.Option(0, "--seed", help="Seed of the determinism checks."),
     data: Optional[str] = typer.Option(None, "--data", help="Data source spec for adapters that take one (default: 64-px phantom)."),
-    option: Optional[List[str]] = typer.Option(None, "--option", "-o", help="Generator option KEY=VALUE (repeatable)."),
+    option: Optional[list[str]] = typer.Option(None, "--option", "-o", help="Generator option KEY=VALUE (repeatable)."),
     device: str = typer.Option("cpu", "--device", help="Device passed to load()."),
     as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON lines."),
 ) -> None:

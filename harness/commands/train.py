@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -14,7 +14,7 @@ def train(
     preset: str = typer.Option("tiny", "--preset", help="Named config: tiny (minutes on a CPU) or paper (the seed paper's settings)."),
     data: str = typer.Option("phantom:train", "--data", help="Training data spec: phantom:train, folder:DIR, echonet:DIR@train."),
     base: Optional[str] = typer.Option(None, "--base", help="Base model (sd-lora): a diffusers folder, a .safetensors file, a hub id in the local cache, or 'tiny'."),
-    option: Optional[List[str]] = typer.Option(None, "--option", "-o", help="Override a config field KEY=VALUE, e.g. -o n_epochs=2 (see harness describe generator NAME)."),
+    option: Optional[list[str]] = typer.Option(None, "--option", "-o", help="Override a config field KEY=VALUE, e.g. -o n_epochs=2 (see harness describe generator NAME)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing checkpoint / resume with a different config."),
     device: str = typer.Option("auto", "--device", help="auto (GPU if available), cpu, cuda, ..."),
@@ -25,8 +25,8 @@ def train(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from harness import registry
     from generators.base import replace_config
+    from harness import registry
     from harness.cli import _parse_kv, err
     from harness.data.base import open_data_spec
     from harness.errors import UsageError

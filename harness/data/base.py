@@ -11,8 +11,9 @@ Data-source *specs* on the command line are ``NAME[:ARG]``: ``phantom``, ``phant
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import ClassVar, Iterator
+from typing import ClassVar
 
 import numpy as np
 
@@ -55,7 +56,7 @@ class DataSource(ABC):
 
     @classmethod
     @abstractmethod
-    def from_spec(cls, arg: str | None, **options) -> tuple["DataSource", str]:
+    def from_spec(cls, arg: str | None, **options) -> tuple[DataSource, str]:
         """Build the source from the ``ARG`` part of ``NAME:ARG``; return (source, split)."""
 
     @abstractmethod

@@ -12,7 +12,8 @@ spaces that stand in for a pretrained network (random-init weights); such number
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 

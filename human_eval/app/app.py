@@ -17,9 +17,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from harness.webapp import db_arg
 from harness.errors import EchoBenchError, StoreError
 from harness.store import Store, resolve_url
+from harness.webapp import db_arg
 from human_eval.app import service as sv
 from human_eval.app.i18n import LANGUAGES, t
 from human_eval.schema import FLAG_COLUMNS, canonical_source

@@ -26,7 +26,7 @@ def _start_writers(tmp_path, url, k=4):
 
 
 def _check_all_stored(url, finished, before):
-    for p, out, err in finished:
+    for p, _out, err in finished:
         assert p.returncode == 0, err[-3000:]
     run_ids = {o for _, out, _ in finished for o in _run_ids(out)}
     assert len(run_ids) == len(finished)

@@ -8,7 +8,6 @@ from human_eval.app import service as sv
 from tests.browser import ARTIFACTS, browser_page, harness_server, needs_chromium, screenshot
 
 
-
 @needs_chromium
 def test_rater_signs_in_and_rates_three_images_in_chromium(tmp_path, sources):
     url = f"sqlite:///{tmp_path / 'browser.db'}"

@@ -6,10 +6,10 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.webapp import streamlit_command
-from human_eval.app import APP_PATH
 from harness.errors import StoreError, UsageError
 from harness.store import Store
+from harness.webapp import streamlit_command
+from human_eval.app import APP_PATH
 from human_eval.app import service as sv
 from human_eval.schema import FLAG_COLUMNS
 

@@ -17,7 +17,10 @@ from tests.leaderboard.conftest import import_example_study
 
 
 def _app(monkeypatch, url: str) -> AppTest:
+    import streamlit as st
+
     monkeypatch.setenv("ECHOBENCH_DB", url)
+    st.cache_data.clear()  # the page caches DB reads for 30 s in-process; a test that added runs must see them
     at = AppTest.from_file(str(APP_PATH), default_timeout=120)
     at.run()
     assert not at.exception, at.exception[0].message if at.exception else ""

@@ -40,7 +40,7 @@ def _save_png(array: np.ndarray, path: Path) -> None:
 
 def export_data(source: DataSource, split: str, n: int, out_dir: str | Path, *, seed: int | None = None,
                 start: int = 0, batch_size: int = 64, overwrite: bool = False,
-                progress: Callable[[int, int], None] | None = None) -> Path:
+                progress: Callable[[int], None] | None = None) -> Path:
     """Write samples ``start .. start+n-1`` of ``split`` to ``out_dir`` (layout in the module docstring).
 
     Parameters
@@ -49,7 +49,8 @@ def export_data(source: DataSource, split: str, n: int, out_dir: str | Path, *, 
     n : number of samples (``n >= 2``; bounded by ``source.count(split)`` for finite sources).
     out_dir : the folder to create.
     seed : recorded in ``export.json`` (the source's own seed option decides the samples).
-    progress : called as ``progress(done, total)`` after each batch.
+    progress : called as ``progress(k)`` with the number of samples written by each batch (as the runner's
+        progress callbacks).
 
     Returns
     -------
@@ -89,7 +90,7 @@ def export_data(source: DataSource, split: str, n: int, out_dir: str | Path, *, 
 
 
 def _write(source: DataSource, split: str, n: int, start: int, batch_size: int, tmp: Path,
-           progress: Callable[[int, int], None] | None) -> None:
+           progress: Callable[[int], None] | None) -> None:
     images_dir = tmp / "images"
     images_dir.mkdir()
     labels_dir = None
@@ -114,7 +115,7 @@ def _write(source: DataSource, split: str, n: int, start: int, batch_size: int, 
                 injected.append((name, fault or "", copied or ""))
         done += len(batch)
         if progress is not None:
-            progress(done, n)
+            progress(len(batch))
     with (tmp / "captions.csv").open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["file", "caption", "condition", "id"])

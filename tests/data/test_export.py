@@ -20,8 +20,8 @@ def _rows(path):
 def test_export_phantom_with_faults_round_trip(tmp_path):
     src = PhantomSource(size=32, inject=["tint:0.5:orange"])
     seen = []
-    out = export_data(src, "test", 6, tmp_path / "out", seed=0, batch_size=4, progress=lambda d, t: seen.append((d, t)))
-    assert seen == [(4, 6), (6, 6)]
+    out = export_data(src, "test", 6, tmp_path / "out", seed=0, batch_size=4, progress=seen.append)
+    assert seen == [4, 2]
     files = sorted(p.name for p in (out / "images").iterdir())
     assert files == [f"{i:06d}.png" for i in range(6)]
     assert len(list((out / "labelmaps").iterdir())) == 6

@@ -16,6 +16,7 @@ from PIL import Image
 
 from harness.runner import RunRequest, run
 from harness.store import Store
+from tests.slowgen import PATH as SLOWGEN
 
 HARNESS = [sys.executable, "-m", "harness.cli"]
 
@@ -124,25 +125,9 @@ def test_user_errors_exit_2_with_one_message(args, needle):
     assert needle in proc.stderr.replace("\n", " ") and "Traceback" not in proc.stderr
 
 
-SLOW_PLUGIN = '''
-import time
-from generators.labelmap import LabelMapGenerator
-
-class SlowLabelMap(LabelMapGenerator):
-    """labelmap, slowed down so a test can kill it mid-generation."""
-    uses_seed = True
-
-    def sample(self, n, *, seed, batch_size=32, conditions=None, start=0):
-        for batch in super().sample(n, seed=seed, batch_size=batch_size, conditions=conditions, start=start):
-            time.sleep(0.15)
-            yield batch
-'''
-
-
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_killed_run_resumes_to_identical_images_and_result(tmp_path, sig):
-    plugin = tmp_path / "slowgen.py"
-    plugin.write_text(SLOW_PLUGIN)
+    plugin = SLOWGEN
     gen = f"{plugin}:SlowLabelMap"
     args = ["run", "--generator", gen, "--task", "fid", "--features", "radiomics", "--n", "48", "--batch-size", "4", "--json"]
     env_a = {"ECHOBENCH_HOME": str(tmp_path / "a"), "ECHOBENCH_DB": str(tmp_path / "a.db")}

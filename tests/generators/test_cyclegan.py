@@ -6,12 +6,11 @@ import json
 
 import numpy as np
 import pytest
-import scipy.linalg
 import torch
 
 from generators.cyclegan import CycleGANGenerator
 from generators.translation import decode_images, encode_images, encode_label_maps
-from harness.data.phantom import LABELS, PhantomSource, render_labelmap_image
+from harness.data.phantom import LABELS, PhantomSource
 from harness.errors import DataError, UsageError
 
 MICRO = CycleGANGenerator.presets["tiny"].replace(
@@ -157,38 +156,3 @@ def test_describe_and_fingerprint(trained):
     gen.load(trained, device="cpu")
     assert gen.describe()["networks"]["G_A"] == sum(p.numel() for p in gen.nets["G_A"].parameters())
     assert len(gen.fingerprint()["weights_sha256"]) == 64
-
-
-# evidence that it learns -----------------------------------------------------------------------
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Closed-form Fréchet distance between Gaussians fitted to the rows of ``a`` and ``b``."""
-    m1, m2 = a.mean(0), b.mean(0)
-    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean = scipy.linalg.sqrtm(s1 @ s2).real
-    return float(((m1 - m2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
-
-
-def test_frechet_distance_closed_form():
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(0, 1, (4000, 2)), rng.normal(0, 2, (4000, 2)) + [3, 0]
-    # FD(N(0, I), N(m, 4I)) = |m|^2 + 2 (1 + 4 - 2 * 2) = 9 + 2
-    assert frechet_distance(a, b) == pytest.approx(11.0, rel=0.05)
-
-
-@pytest.mark.slow
-def test_tiny_training_moves_towards_target(tmp_path):
-    """The full tiny preset (320 iterations): in radiomics space (weight-free texture/intensity features) the
-    translated images are clearly closer to the phantom echo images than the untranslated label maps are
-    (measured for CycleGAN on the development machine: FD_radiomics 12.3 vs 21.9)."""
-    from harness.features.radiomics import RadiomicsExtractor
-
-    train = PhantomSource.from_spec("train", size=64)[0]
-    gen = CycleGANGenerator()
-    gen.fit(train, tmp_path, CycleGANGenerator.preset("tiny"))
-    target = next(PhantomSource.from_spec("test", size=64)[0].iter_batches("test", 128, batch_size=128)).images
-    out = next(gen.sample(128, seed=1, batch_size=128))
-    extractor = RadiomicsExtractor()
-    f_target = extractor.extract_batch(list(target))
-    translated = frechet_distance(extractor.extract_batch(list(out.images)), f_target)
-    baseline = frechet_distance(extractor.extract_batch(list(render_labelmap_image(out.label_maps))), f_target)
-    assert translated < 0.75 * baseline, (translated, baseline)

@@ -13,20 +13,7 @@ import pytest
 
 from harness.runner import RunRequest, run
 from tests.scale.helpers import HARNESS, env_for, harness, leftovers, manifests, metrics
-
-SLOW_PLUGIN = '''
-import time
-from generators.labelmap import LabelMapGenerator
-
-class SlowLabelMap(LabelMapGenerator):
-    """labelmap, slowed down so a test can kill it mid-generation."""
-    uses_seed = True
-
-    def sample(self, n, *, seed, batch_size=32, conditions=None, start=0):
-        for batch in super().sample(n, seed=seed, batch_size=batch_size, conditions=conditions, start=start):
-            time.sleep(0.4)
-            yield batch
-'''
+from tests.slowgen import PATH as SLOWGEN
 
 
 def _shard_lines(home):
@@ -42,14 +29,13 @@ def _proc(pid):
 
 
 def test_killed_two_process_run_resumes_to_the_images_and_result_of_one(tmp_path):
-    plugin = tmp_path / "slowgen.py"
-    plugin.write_text(SLOW_PLUGIN)
+    plugin = SLOWGEN
     gen = f"{plugin}:SlowLabelMap"
     args = ["run", "--generator", gen, "--task", "fid", "--features", "radiomics", "--n", "32", "--batch-size", "2",
             "--json", "--num-processes", "2"]
     env = env_for(tmp_path / "two")
     home = tmp_path / "two" / "runs"
-    proc = subprocess.Popen([*HARNESS, *args], env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([*HARNESS, *args], env={**os.environ, **env, "ECHOBENCH_TEST_DELAY": "0.4"}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 180

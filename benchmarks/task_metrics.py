@@ -1,6 +1,6 @@
 """Benchmark of the diversity / colour-shift tasks (not a test; prints figures).
 
-    python benchmarks/tasks.py [--quick]
+    python benchmarks/task_metrics.py  (not tasks.py: a script of that name would shadow the `tasks` package) [--quick]
 
 Images/s of colour-shift measures (gray and tinted) and of MS-SSIM pairs on 256×256 phantom images;
 prdc and Vendi wall time at N = 800 and N = 10,000 on random 2048-d features (``--quick``: N = 800 only).

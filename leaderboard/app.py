@@ -103,7 +103,7 @@ def leaderboard_tab(table: data.Table) -> None:
         styled, hide_index=True, width="stretch", key="board", on_select="rerun", selection_mode="single-row",
         column_config={"detail": st.column_config.LinkColumn("detail", display_text="open ↗",
                                                              help="open this generator's detail view"),
-                       "checkpoint": st.column_config.TextColumn("checkpoint", help="sha256 of the checkpoint")},
+                       "checkpoint": st.column_config.TextColumn("checkpoint", help="sha256 of the checkpoint", width="small")},
     )
     rows = event.selection.rows if event is not None else []
     if rows:

@@ -1,6 +1,6 @@
 """Benchmark of the diversity / colour-shift tasks (not a test; prints figures).
 
-    python benchmarks/task_metrics.py  (not tasks.py: a script of that name would shadow the `tasks` package) [--quick]
+    python benchmarks/tasks.py [--quick]
 
 Images/s of colour-shift measures (gray and tinted) and of MS-SSIM pairs on 256×256 phantom images;
 prdc and Vendi wall time at N = 800 and N = 10,000 on random 2048-d features (``--quick``: N = 800 only).
@@ -8,6 +8,11 @@ prdc and Vendi wall time at N = 800 and N = 10,000 on random 2048-d features (``
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# This script shares its name with a package of the project: keep its own folder off the import path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 import argparse
 import time
 

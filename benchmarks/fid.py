@@ -14,6 +14,10 @@ Measured in one run on the same synthetic 2048-d features (ReLU'd Gaussians, sha
 
 from __future__ import annotations
 
+# isort: off
+import _isolate  # noqa: F401  (first: keeps benchmarks/ off sys.path, where tasks.py would shadow the tasks package)
+# isort: on
+
 import argparse
 import tempfile
 import time

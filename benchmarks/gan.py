@@ -8,6 +8,10 @@ Usage: ``python benchmarks/gan.py [--models cyclegan,cut,fastcut] [--iters 20] [
 
 from __future__ import annotations
 
+# isort: off
+import _isolate  # noqa: F401  (first: keeps benchmarks/ off sys.path, where tasks.py would shadow the tasks package)
+# isort: on
+
 import argparse
 import json
 import tempfile

@@ -9,11 +9,10 @@ measured in this process after the libraries are imported (their import time is 
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+# isort: off
+import _isolate  # noqa: F401  (first: keeps benchmarks/ off sys.path, where tasks.py would shadow the tasks package)
+# isort: on
 
-# This script shares its name with a package of the project: keep its own folder off the import path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 import argparse
 import platform
 import tempfile

@@ -11,6 +11,10 @@ cleared, so every repeat reads the database again). Also reports the pure load +
 
 from __future__ import annotations
 
+# isort: off
+import _isolate  # noqa: F401  (first: keeps benchmarks/ off sys.path, where tasks.py would shadow the tasks package)
+# isort: on
+
 import argparse
 import json
 import os

@@ -12,6 +12,10 @@ Prints the cost per 10,000 images at that throughput. Wall times are shown too; 
 
 from __future__ import annotations
 
+# isort: off
+import _isolate  # noqa: F401  (first: keeps benchmarks/ off sys.path, where tasks.py would shadow the tasks package)
+# isort: on
+
 import argparse
 import json
 import os

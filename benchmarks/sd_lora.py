@@ -11,6 +11,10 @@ JSON line per measurement. Numbers from the tiny pipeline say nothing about SD 1
 
 from __future__ import annotations
 
+# isort: off
+import _isolate  # noqa: F401  (first: keeps benchmarks/ off sys.path, where tasks.py would shadow the tasks package)
+# isort: on
+
 import argparse
 import json
 import os

@@ -8,11 +8,10 @@ prdc and Vendi wall time at N = 800 and N = 10,000 on random 2048-d features (``
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+# isort: off
+import _isolate  # noqa: F401  (first: keeps benchmarks/ off sys.path, where tasks.py would shadow the tasks package)
+# isort: on
 
-# This script shares its name with a package of the project: keep its own folder off the import path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 import argparse
 import time
 

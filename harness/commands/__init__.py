@@ -7,11 +7,8 @@ to import (no torch/streamlit at import time) so that ``harness --help`` stays f
 from __future__ import annotations
 
 import importlib
-import logging
 
 import typer
-
-log = logging.getLogger(__name__)
 
 MODULES = (
     "harness.commands.leaderboard",
@@ -26,10 +23,4 @@ MODULES = (
 
 def register_all(app: typer.Typer) -> None:
     for name in MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # that feature is not in this checkout yet
-                continue
-            raise
-        module.register(app)
+        importlib.import_module(name).register(app)

@@ -206,7 +206,7 @@ def quickstart(
         err.print(f"[bold]{gen}[/bold]")
         outcomes.append(run_pipeline(RunRequest(generator=gen, tasks=["fid"], n=n, features=features, db=db, home=home), RichReporter()))
     print_results(outcomes, as_json=False)
-    err.print("Browse them with: harness export --format csv --out results.csv")
+    err.print("Browse them: harness leaderboard   (or export: harness export --format csv --out results.csv)")
 
 
 @app.command("list")

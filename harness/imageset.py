@@ -265,22 +265,14 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def write_batch(
-        self,
-        start: int,
-        images: np.ndarray,
-        *,
-        seeds: Sequence[int | None] | None = None,
-        conditions: Sequence[str | None] | None = None,
-        prompts: Sequence[str | None] | None = None,
-        label_maps: np.ndarray | None = None,
-        source_ids: Sequence[str | None] | None = None,
-    ) -> None:
-        """Write images ``start .. start+B-1`` (``start`` must equal ``len(self)``)."""
+    def write_batch(self, start: int, images: np.ndarray, **meta: Any) -> None:
+        """Write images ``start .. start+B-1`` (``start`` must equal ``len(self)``).
+
+        ``meta``: per-image ``seeds``, ``conditions``, ``prompts``, ``label_maps``, ``source_ids`` (see
+        :meth:`_write_images`)."""
         if start != len(self.entries):
             raise RuntimeError(f"image set {self.root}: write at index {start}, expected {len(self.entries)}")
-        entries = self._write_images(start, images, seeds=seeds, conditions=conditions, prompts=prompts,
-                                     label_maps=label_maps, source_ids=source_ids)
+        entries = self._write_images(start, images, **meta)
         self.entries.extend(entries)
         _append_lines(self.manifest_path, entries)
 

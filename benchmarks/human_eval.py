@@ -30,7 +30,7 @@ def big_study(n: int, seed: int = 0) -> pd.DataFrame:
     row = np.arange(n)
     image = row // 4
     participant = row % 4 + 4 * (image % 500)  # 4 distinct raters per image, 2,000 participants in all
-    src = sources[image % 4]
+    src = sources[(image // 500) % 4]  # every participant rates all four sources
     shift = pd.Series(src).map({"real": 0.0, "cut": -0.6, "cyclegan": -0.4, "sd": 0.8}).to_numpy()
     rating = np.clip(np.rint(3 + shift + rng.normal(0, 1.3, n)), 1, 5).astype(int)
     return pd.DataFrame({

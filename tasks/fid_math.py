@@ -15,7 +15,11 @@ d × d route whenever s > d (same numbers, cheaper there).
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from harness.errors import DataError
 
@@ -89,9 +93,9 @@ def sqrtm_psd(sigma: np.ndarray, name: str = "sigma") -> np.ndarray:
     return (root + root.T) / 2
 
 
-def trace_sqrt_eigs(m: np.ndarray, what: str) -> float:
-    """``Σ √λᵢ(m)`` for a symmetric PSD matrix ``m``."""
-    lam = _clip_eigs(np.linalg.eigvalsh((m + m.T) / 2), what)
+def trace_sqrt_eigs(m: np.ndarray, what: str, *, lower: bool = False) -> float:
+    """``Σ √λᵢ(m)`` for a symmetric PSD matrix ``m`` (``lower``: only its lower triangle is valid)."""
+    lam = _clip_eigs(np.linalg.eigvalsh(m if lower else (m + m.T) / 2), what)
     return float(np.sqrt(lam).sum())
 
 
@@ -124,6 +128,14 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, *, sqrt_sigma1: np.ndarray | None
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr_covmean)
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (affinity-aware where the OS tells)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 class GenGram:
     """FID of weighted generated samples against fixed reference statistics, one eigvalsh per sample.
 
@@ -144,30 +156,69 @@ class GenGram:
         self.dmu = self.mu_full - mu_r
         self.tr_r = float(np.trace(sigma_r))
 
+    def _rest(self, weights: np.ndarray) -> np.ndarray:
+        """Everything but the trace term, ``‖μ_w − μ_r‖² + Tr Σ_w + Tr Σ_r``, for each row of ``weights`` (B × N)."""
+        w = np.atleast_2d(weights).astype(np.float64)
+        n = w.sum(axis=1)
+        m0 = (w @ self.x0) / n[:, None]
+        mean_term = np.sum((self.dmu + m0) ** 2, axis=1)
+        tr_g = (w @ self.sq0 - n * np.einsum("ij,ij->i", m0, m0)) / (n - 1)
+        return mean_term + tr_g + self.tr_r
+
+    def _trace_matrix(self, w: np.ndarray) -> np.ndarray:
+        """The matrix whose √-eigenvalues sum to the trace term (only its lower triangle is meaningful:
+        ``eigvalsh`` reads no other)."""
+        s = np.flatnonzero(w)
+        ws = w[s].astype(np.float64)
+        n = ws.sum()
+        if s.size > self.d:  # d × d route
+            ys = self.y[s]
+            nu = ws @ ys / n
+            return ((ys * ws[:, None]).T @ ys - n * np.outer(nu, nu)) / (n - 1)
+        # Gram route, s × s: diag(√w) (K_ss − c1ᵀ − 1cᵀ + q) diag(√w) / (n − 1), built in place
+        kss = self.k.take(s, axis=0).take(s, axis=1) if self.k is not None else self.y[s] @ self.y[s].T
+        c = kss @ ws / n
+        kss -= c[:, None]
+        kss -= c[None, :]
+        kss += ws @ c / n
+        r = np.sqrt(ws / (n - 1))
+        kss *= r[:, None]
+        kss *= r[None, :]
+        return kss
+
+    def _trace_sqrt(self, w: np.ndarray) -> float:
+        return trace_sqrt_eigs(self._trace_matrix(w), TRACE_WHAT, lower=True)
+
     def fid(self, w: np.ndarray) -> tuple[float, float]:
         """FID of the sample with integer weights ``w`` (length N; 0/1 for subsets, counts for bootstrap).
 
         Returns (fid, trace term).
         """
-        s = np.flatnonzero(w)
-        ws = w[s].astype(np.float64)
-        n = ws.sum()
-        m0 = ws @ self.x0[s] / n
-        mean_term = float(np.sum((self.dmu + m0) ** 2))
-        tr_g = float((ws @ self.sq0[s] - n * (m0 @ m0)) / (n - 1))
-        ys = self.y[s]
-        nu = ws @ ys / n
-        if s.size <= self.d:  # Gram route: s × s
-            kss = self.k[np.ix_(s, s)] if self.k is not None else ys @ ys.T
-            c = kss @ ws / n
-            q = ws @ c / n
-            g = kss - c[:, None] - c[None, :] + q
-            r = np.sqrt(ws)
-            m = g * r[:, None] * r[None, :] / (n - 1)
-        else:  # d × d route
-            m = ((ys * ws[:, None]).T @ ys - n * np.outer(nu, nu)) / (n - 1)
-        tr_sqrt = trace_sqrt_eigs(m, "A·sigma_gen·A (A = sigma_ref^½)")
-        return mean_term + tr_g + self.tr_r - 2.0 * tr_sqrt, tr_sqrt
+        tr_sqrt = self._trace_sqrt(w)
+        return float(self._rest(w)[0]) - 2.0 * tr_sqrt, tr_sqrt
+
+    def fids(self, weights: np.ndarray, *, workers: int | None = None) -> np.ndarray:
+        """FID for every row of ``weights`` (B × N), spread over ``workers`` threads (default: usable CPUs).
+
+        Each eigen-decomposition runs with single-threaded BLAS (numpy releases the GIL in LAPACK), so the
+        numbers are identical for any number of workers; on these small matrices this is also faster than
+        one multi-threaded LAPACK call at a time.
+        """
+        weights = np.atleast_2d(np.asarray(weights))
+        if weights.shape[0] == 0:
+            return np.zeros(0)
+        workers = usable_cpus() if workers is None else max(1, int(workers))
+        rest = self._rest(weights)
+        with threadpool_limits(1, user_api="blas"):
+            if workers == 1 or len(weights) == 1:
+                tr = [self._trace_sqrt(w) for w in weights]
+            else:
+                with ThreadPoolExecutor(min(workers, len(weights))) as pool:
+                    tr = list(pool.map(self._trace_sqrt, weights))
+        return rest - 2.0 * np.asarray(tr)
+
+
+TRACE_WHAT = "A·sigma_gen·A (A = sigma_ref^½)"
 
 
 def linear_fit(x: np.ndarray, y: np.ndarray) -> dict:

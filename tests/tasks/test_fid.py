@@ -152,6 +152,26 @@ def test_weighted_gram_equals_explicit_resample(n, d):
     assert eng.fid(w)[0] == pytest.approx(fid.frechet_distance(ss["mu"], ss["sigma"], sr["mu"], sr["sigma"]), rel=1e-8)
 
 
+@pytest.mark.parametrize("n,d", [(40, 64), (60, 8)])
+def test_threaded_replicates_equal_serial_for_any_worker_count(n, d):
+    rng = np.random.default_rng(3)
+    gen, ref = _gauss(rng, n, d), _gauss(rng, 80, d, 0.3, 1.2)
+    sr = gaussian_stats(ref)
+    eng = GenGram(gen, sr["mu"], sr["sigma"], sr["sqrt_sigma"])
+    weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(9)])
+    one_by_one = np.array([eng.fid(w)[0] for w in weights])
+    serial = eng.fids(weights, workers=1)
+    np.testing.assert_allclose(serial, one_by_one, rtol=1e-12)
+    for workers in (2, 4):
+        np.testing.assert_array_equal(eng.fids(weights, workers=workers), serial)
+    assert eng.fids(np.zeros((0, n), dtype=int)).shape == (0,)
+    full = fid.fid_family(gen, ref, rng=5, metrics=("fid", "fid_inf"), n_boot=12, workers=1)
+    many = fid.fid_family(gen, ref, rng=5, metrics=("fid", "fid_inf"), n_boot=12, workers=3)
+    for key in full:
+        assert (full[key].value, full[key].ci_low, full[key].ci_high) == (many[key].value, many[key].ci_low, many[key].ci_high)
+        assert full[key].details.get("points") == many[key].details.get("points")
+
+
 def test_kid_matches_torchmetrics_on_the_same_subsets():
     torch = pytest.importorskip("torch")
     from torchmetrics.image.kid import KernelInceptionDistance

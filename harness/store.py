@@ -175,6 +175,26 @@ class Rating(Base):
     updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class RatingRevision(Base):
+    """Every answer a rater saved in the rating app for an image (revision 1, 2, ...): going back and changing
+    an answer never loses the earlier one. ``rating`` holds the current answer; this table its history."""
+
+    __tablename__ = "rating_revision"
+    __table_args__ = (UniqueConstraint("rating_id", "revision", name="uq_rating_revision"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rating_id: Mapped[int] = mapped_column(ForeignKey("rating.id", ondelete="CASCADE"), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    rating: Mapped[int] = mapped_column(Integer)
+    walls_not_visible: Mapped[bool] = mapped_column(Boolean, default=False)
+    unnatural_artifacts: Mapped[bool] = mapped_column(Boolean, default=False)
+    possible_pathology: Mapped[bool] = mapped_column(Boolean, default=False)
+    cropped_image: Mapped[bool] = mapped_column(Boolean, default=False)
+    wall_destruction: Mapped[bool] = mapped_column(Boolean, default=False)
+    comment: Mapped[str | None] = mapped_column(Text)
+    saved_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 # ------------------------------------------------------------------------------------------------
 
 

@@ -64,3 +64,26 @@ def test_models_match_migrations(tmp_path):
 def test_human_tables_exist(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'h.db'}")
     assert {"study", "participant", "image", "rating"} <= set(inspect(store.engine).get_table_names())
+
+
+def test_migration_0003_keeps_app_answers_as_history(tmp_path):
+    """A database from before rating_revision: app ratings get their current answer as history, imports none."""
+    from sqlalchemy import text
+
+    store = Store(f"sqlite:///{tmp_path / 'old.db'}", migrate=False)
+    store.upgrade("0002")
+    flags = "walls_not_visible, unnatural_artifacts, possible_pathology, cropped_image, wall_destruction"
+    with store.engine.begin() as c:
+        for sid, origin in ((1, "app"), (2, "import")):
+            c.execute(text("INSERT INTO study (id, name, origin, config, created_at) VALUES "
+                           f"({sid}, 's{sid}', '{origin}', '{{}}', '2026-11-25 10:00:00')"))
+            c.execute(text(f"INSERT INTO participant (id, study_id, participant_id, answers) VALUES ({sid}, {sid}, 'P', '{{}}')"))
+            c.execute(text(f"INSERT INTO image (id, study_id, image_id, source) VALUES ({sid}, {sid}, 'i', 'real')"))
+            c.execute(text(f"INSERT INTO rating (study_id, participant_pk, image_pk, rating, {flags}, comment, rated_at, "
+                           f"revision, updated_at) VALUES ({sid}, {sid}, {sid}, 4, 0, 1, 0, 0, 0, 'c', "
+                           "'2026-11-25 10:01:00', 2, '2026-11-25 10:02:00')"))
+    store.upgrade()
+    with store.engine.connect() as c:
+        rows = c.execute(text("SELECT rating_id, revision, rating, unnatural_artifacts, comment, saved_at "
+                              "FROM rating_revision")).all()
+    assert [tuple(r) for r in rows] == [(1, 2, 4, 1, "c", "2026-11-25 10:02:00")]

@@ -40,7 +40,8 @@ def app_cmd(
 
 def export_cmd(
     study: str = typer.Option(..., "--study", help="Name of a study made with the rating app."),
-    out_dir: Path = typer.Option(..., "--out", help="Folder for ratings.csv, participants.csv and images.csv."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder for ratings.csv, participants.csv, images.csv (the import format) and "
+                                  "rating_history.csv (every saved answer, changed ones included)."),
     db: str | None = typer.Option(None, "--db", help="Study DB URL or SQLite path."),
 ) -> None:
     """Write a rating-app study in the import format (FORMATS.md); each file is written atomically.

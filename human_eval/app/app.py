@@ -235,10 +235,13 @@ def _participants(store: Store, study: str) -> None:
 
 def _export(store: Store, study: str) -> None:
     ratings, parts, images = sv.export_ratings(store, study)
-    st.caption(f"{len(ratings)} ratings, {len(parts)} participants. The same files: "
-               f"`harness human export --study {study} --out DIR`.")
-    c = st.columns(3)
-    for col, (fname, df) in zip(c, (("ratings.csv", ratings), ("participants.csv", parts), ("images.csv", images))):
+    history = sv.rating_history(store, study)
+    st.caption(f"{len(ratings)} ratings, {len(parts)} participants, {len(history) - len(ratings)} changed answers "
+               f"kept in rating_history.csv. The same files: `harness human export --study {study} --out DIR`.")
+    c = st.columns(4)
+    files = (("ratings.csv", ratings), ("participants.csv", parts), ("images.csv", images),
+             ("rating_history.csv", history))
+    for col, (fname, df) in zip(c, files):
         col.download_button(fname, df.to_csv(index=False), file_name=fname, mime="text/csv", on_click="ignore",
                             key=f"adm_dl_{fname}")
 

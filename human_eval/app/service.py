@@ -17,6 +17,7 @@ signs in (until then it resumes the session, e.g. after the browser was closed).
 Writes: ``submit_rating`` is one ``INSERT ... ON CONFLICT (participant, image) DO UPDATE ... WHERE <values
 differ>`` statement (SQLite ≥ 3.35 and PostgreSQL), so a double submit, two tabs or a retry can never create a
 second row; a changed answer bumps ``revision`` and sets ``updated_at``; an identical one changes nothing.
+Each stored answer (first or changed) is appended to ``rating_revision`` in the same transaction.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from harness.errors import DataError, StoreError, UsageError
 from harness.imageset import IMAGE_SUFFIXES, ImageSet
-from harness.store import Participant, Rating, Run, Store, Study, StudyImage
+from harness.store import Participant, Rating, RatingRevision, Run, Store, Study, StudyImage
 from human_eval.app.design import balanced_latin_square, participant_plan
 from human_eval.schema import FLAG_COLUMNS, canonical_source
 
@@ -400,7 +401,8 @@ def _upsert(dialect: str):
 def submit_rating(store: Store, rater: Rater, image_id: str, rating: int, flags: Mapping[str, bool] | None = None,
                   comment: str | None = None) -> SubmitResult:
     """Store one answer (committed at once). Idempotent: the same answer again is ``unchanged``; a different
-    answer for the same image updates the row and bumps its revision."""
+    answer for the same image updates the row and bumps its revision. Every saved answer is also appended to
+    ``rating_revision``, so an answer the rater later changed is never lost."""
     flags = dict(flags or {})
     unknown = set(flags) - set(FLAG_COLUMNS)
     if unknown:
@@ -425,12 +427,15 @@ def submit_rating(store: Store, rater: Rater, image_id: str, rating: int, flags:
         index_elements=[Rating.participant_pk, Rating.image_pk],
         set_={**{k: getattr(ex, k) for k in values}, "revision": Rating.revision + 1, "updated_at": now},
         where=differs,
-    ).returning(Rating.revision)
+    ).returning(Rating.id, Rating.revision)
     with _db(store, "save your rating"), store.session() as s, s.begin():
         finished = s.scalar(select(Participant.finished_at).where(Participant.id == rater.pk))
         if finished is not None:
             raise AuthError("this study is complete; ratings can no longer be changed", "err_finished")
-        revision = s.execute(stmt).scalar()
+        row = s.execute(stmt).first()
+        revision = None if row is None else row.revision
+        if row is not None:  # same transaction, row still locked: the history gets exactly this answer
+            s.add(RatingRevision(rating_id=row.id, revision=row.revision, saved_at=now, **values))
         if revision is None:
             current = s.scalar(select(Rating.revision).where(Rating.participant_pk == rater.pk,
                                                              Rating.image_pk == image_pk))
@@ -490,14 +495,40 @@ def _iso(v) -> str:
     return v.isoformat()
 
 
+HISTORY_COLUMNS = ("participant_id", "image_id", "source", "revision", "rating", *FLAG_COLUMNS, "comment", "saved_at")
+
+
+def rating_history(store: Store, study: str | int) -> pd.DataFrame:
+    """Every answer saved in the app, one row per (participant, image, revision), oldest revision first;
+    the highest revision of each (participant, image) is the answer in ``ratings.csv``."""
+    with _db(store, "export the rating history"), store.session() as s:
+        st = _study(s, study)
+        stmt = (select(Participant.participant_id, StudyImage.image_id, StudyImage.source, RatingRevision.revision,
+                       RatingRevision.rating, *[getattr(RatingRevision, f) for f in FLAG_COLUMNS],
+                       RatingRevision.comment, RatingRevision.saved_at)
+                .join(Rating, Rating.id == RatingRevision.rating_id)
+                .join(Participant, Participant.id == Rating.participant_pk)
+                .join(StudyImage, StudyImage.id == Rating.image_pk)
+                .where(Rating.study_id == st.id)
+                .order_by(Participant.id, Rating.position, RatingRevision.revision))
+        hist = pd.DataFrame(s.execute(stmt).mappings().all(), columns=list(HISTORY_COLUMNS))
+    for f in FLAG_COLUMNS:
+        hist[f] = hist[f].astype(bool).astype(int)
+    hist["saved_at"] = [_iso(v) for v in hist["saved_at"]]
+    return hist
+
+
 def write_export(store: Store, study: str | int, out_dir: Path) -> list[Path]:
-    """Write ``ratings.csv``, ``participants.csv`` and ``images.csv`` (each atomically) into ``out_dir``."""
+    """Write ``ratings.csv``, ``participants.csv`` and ``images.csv`` (the import format) and
+    ``rating_history.csv`` (every saved answer, changed ones included), each atomically, into ``out_dir``."""
     from harness.imageset import atomic_write_bytes
 
     ratings, parts, images = export_ratings(store, study)
+    history = rating_history(store, study)
     out_dir = Path(out_dir)
     paths = []
-    for fname, df in (("ratings.csv", ratings), ("participants.csv", parts), ("images.csv", images)):
+    for fname, df in (("ratings.csv", ratings), ("participants.csv", parts), ("images.csv", images),
+                      ("rating_history.csv", history)):
         path = out_dir / fname
         atomic_write_bytes(path, df.to_csv(index=False).encode("utf-8"))
         paths.append(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from harness.store import Participant, Rating, Store
+from harness.store import Participant, Rating, RatingRevision, Store
 from human_eval.app import APP_PATH
 from human_eval.app import service as sv
 from human_eval.app.i18n import t
@@ -63,7 +63,8 @@ def test_admin_creates_study_participants_and_exports(monkeypatch, url, sources)
     assert hashes == {sv.hash_token(tok) for tok in tokens["token"]} and not set(tokens["token"]) & hashes
     progress = next(d.value for d in at.dataframe if "stage" in d.value.columns)
     assert list(progress["stage"]) == ["invited"] * 3 and list(progress["planned"]) == [8] * 3
-    assert [b.label for b in at.get("download_button")][-3:] == ["ratings.csv", "participants.csv", "images.csv"]
+    assert [b.label for b in at.get("download_button")][-4:] == ["ratings.csv", "participants.csv", "images.csv",
+                                                                  "rating_history.csv"]
 
 
 def test_rater_session_start_to_finish(monkeypatch, url, sources):
@@ -120,6 +121,10 @@ def test_rater_session_start_to_finish(monkeypatch, url, sources):
         rows = {r.position: r for r in s.query(Rating).filter(Rating.participant_pk == rater.pk)}
         p = s.get(Participant, rater.pk)
     assert {k: (r.rating, r.revision) for k, r in rows.items()} == {1: (2, 1), 2: (4, 2), 3: (3, 1), 4: (1, 1)}
+    with store.session() as s:  # the first answer to image 2 (5) is kept beside the changed one (4)
+        hist = [(h.revision, h.rating) for h in s.query(RatingRevision).filter(RatingRevision.rating_id == rows[2].id)
+                .order_by(RatingRevision.revision)]
+    assert hist == [(1, 5), (2, 4)]
     assert rows[1].walls_not_visible and rows[1].comment == "note 0" and not rows[4].walls_not_visible
     assert (p.age, p.sex, p.specialty, p.experience_years, p.weekly_readings, p.language) == (
         41, "female", "cardiac_surgery", 12.0, 30, "ru")

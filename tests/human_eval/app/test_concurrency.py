@@ -8,7 +8,7 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from harness.store import Rating, Store, Study
+from harness.store import Rating, RatingRevision, Store, Study
 from human_eval.app import service as sv
 from tests.human_eval.app.conftest import SOURCES, write_pngs
 
@@ -50,8 +50,10 @@ def _hammer(store: Store, tmp_path) -> dict:
                  .group_by(Rating.participant_pk, Rating.image_pk).having(func.count() > 1))
         duplicates = len(s.execute(dup_q).all())
         revised = s.scalar(select(func.count()).select_from(Rating).where(Rating.study_id == sid, Rating.revision > 1))
+        history = s.scalar(select(func.count()).select_from(RatingRevision).join(Rating)
+                           .where(Rating.study_id == sid))
     return {"errors": errors, "stored": stored, "duplicates": duplicates, "statuses": statuses, "revised": revised,
-            "planned": sum(len(r.plan) for r in raters)}
+            "history": history, "planned": sum(len(r.plan) for r in raters)}
 
 
 def _check(res: dict) -> None:
@@ -59,7 +61,7 @@ def _check(res: dict) -> None:
     assert res["planned"] == RATERS * len(SOURCES) * PER_SOURCE == 800
     assert res["stored"] == 800 and res["duplicates"] == 0
     assert res["statuses"].count("inserted") == 800 and res["statuses"].count("unchanged") == RATERS
-    assert res["revised"] == 0
+    assert res["revised"] == 0 and res["history"] == 800  # one history row per stored answer, none for repeats
 
 
 def test_800_concurrent_ratings_sqlite(tmp_path):

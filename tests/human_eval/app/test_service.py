@@ -110,6 +110,10 @@ def test_double_submit_is_idempotent_and_changes_are_revisions(store, study):
         [row] = s.query(Rating).all()
     assert (row.rating, row.revision, row.wall_destruction, row.comment) == (5, 3, False, None)
     assert row.updated_at is not None and row.rated_at <= row.updated_at and row.position == 1
+    hist = sv.rating_history(store, study)  # nothing the rater saved is lost: all three answers, in order
+    assert hist[["revision", "rating", "wall_destruction", "comment"]].astype(object).where(hist.notna(), None) \
+        .values.tolist() == [[1, 2, 1, "x"], [2, 2, 0, "x"], [3, 5, 0, None]]
+    assert (hist["image_id"] == iid).all() and list(hist["saved_at"]) == sorted(hist["saved_at"])
     with pytest.raises(UsageError, match="1..5"):
         sv.submit_rating(store, rater, iid, 6)
     with pytest.raises(UsageError, match="unknown artifact flag"):
@@ -186,7 +190,10 @@ def test_export_round_trips_through_import(store, study, tmp_path):
     third = _start(store, pairs[2][1])  # stopped after one image
     sv.submit_rating(store, third, sv.next_item(store, third).image_id, 5, {f: True for f in FLAG_COLUMNS}, 'a "b", c')
     paths = sv.write_export(store, study, tmp_path / "out")
-    assert [p.name for p in paths] == ["ratings.csv", "participants.csv", "images.csv"]
+    assert [p.name for p in paths] == ["ratings.csv", "participants.csv", "images.csv", "rating_history.csv"]
+    history = pd.read_csv(paths[3])
+    assert len(history) == 17 and (history["revision"] == 1).all()  # nobody changed an answer here
+    paths = paths[:3]
     ratings = pd.read_csv(paths[0])
     assert list(ratings.columns) == ["participant_id", "image_id", "source", "rating", *FLAG_COLUMNS, "comment",
                                      "rated_at", "position"]

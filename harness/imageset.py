@@ -15,6 +15,9 @@ Several processes (``accelerate launch``) fill one set together: each writes its
 shard manifests into ``manifest.jsonl`` with :meth:`ImageSet.merge_shards` (the contiguous prefix; entries
 past a gap wait in ``manifest.pending.jsonl``). :meth:`ImageSet.open` merges leftovers of a killed
 multi-process run, so a resume with any number of processes skips the images already written.
+
+Two independent runs that ask for the same set do not write it at the same time: :func:`writer_lock` (an
+advisory ``flock`` on ``<set>/.writer.lock``) makes the second wait, then resume from what the first wrote.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +43,36 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 SHARD_GLOB = "manifest.*.jsonl"  # manifest.rank<r>.jsonl (one per writing process) and manifest.pending.jsonl
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+
+
+LOCK_NAME = ".writer.lock"
+
+
+@contextmanager
+def writer_lock(root: Path) -> Iterator[None]:
+    """Hold the exclusive writer lock of the image set at ``root`` (created if needed) while in the block.
+
+    Another process holding it makes this wait (a warning says so); the lock is released on exit, and by
+    the OS if the process dies. Where ``fcntl`` is unavailable (Windows) this does nothing.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(root / LOCK_NAME, "a+b") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("another process is writing the image set %s; waiting for it to finish "
+                        "(this run then continues from its images)", root)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def run_key(parts: dict) -> str:

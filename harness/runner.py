@@ -28,7 +28,7 @@ from harness import registry
 from harness.data.base import open_data_spec
 from harness.distributed import Dist, runs, shard
 from harness.errors import DataError, UsageError
-from harness.imageset import ImageSet, run_key, sha256_file
+from harness.imageset import ImageSet, run_key, sha256_file, writer_lock
 from harness.provenance import git_sha, versions
 from tasks.base import MetricResult, TaskContext
 
@@ -110,6 +110,13 @@ def materialize(gen: Generator, root: Path, n: int, *, seed: int, batch_size: in
     if dist is not None and dist.distributed:
         return _materialize_sharded(gen, root, n, seed=seed, batch_size=batch_size, conditions=conditions,
                                     info=info, key=key, reporter=reporter, label=label, dist=dist)
+    with writer_lock(root):
+        return _materialize_local(gen, root, n, seed=seed, batch_size=batch_size, conditions=conditions, info=info,
+                                  key=key, reporter=reporter, label=label)
+
+
+def _materialize_local(gen: Generator, root: Path, n: int, *, seed: int, batch_size: int, conditions, info: dict,
+                       key: str, reporter: Reporter, label: str) -> ImageSet:
     iset = ImageSet.open(root, info, key=key)
     start = len(iset)
     if start >= n:
@@ -161,8 +168,16 @@ def _materialize_sharded(gen: Generator, root: Path, n: int, *, seed: int, batch
                     "(the image set will not be reused by later runs); writing into rank 0's set",
                     dist.rank, key, main_key)
     root, key = Path(main_root), main_key
-    if dist.is_main:
-        ImageSet.open(root, info, key=key)
+    with contextlib.ExitStack() as stack:
+        if dist.is_main:  # rank 0 holds the set's writer lock for the whole job (other jobs wait)
+            stack.enter_context(writer_lock(root))
+            ImageSet.open(root, info, key=key)
+        return _fill_shards(gen, root, n, seed=seed, batch_size=batch_size, conditions=conditions, info=info,
+                            key=key, reporter=reporter, label=label, dist=dist)
+
+
+def _fill_shards(gen: Generator, root: Path, n: int, *, seed: int, batch_size: int, conditions, info: dict,
+                 key: str, reporter: Reporter, label: str, dist: Dist) -> ImageSet:
     dist.barrier()
     todo = ImageSet.attach(root, key=key).missing(n)
     dist.barrier()  # everyone has listed the missing indices before anyone writes

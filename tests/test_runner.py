@@ -165,3 +165,24 @@ def test_killed_run_resumes_to_identical_images_and_result(tmp_path, sig):
     va = {r["metric"]: r["value"] for r in map(json.loads, resumed.stdout.splitlines())}
     vb = {r["metric"]: r["value"] for r in map(json.loads, fresh.stdout.splitlines())}
     assert va == vb
+
+
+def test_two_runs_asking_for_the_same_set_do_not_interleave(tmp_path):
+    """Two independent `harness run`s of one request: the second waits for the set's writer lock, then reuses it."""
+    args = ["run", "--generator", f"{SLOWGEN}:SlowLabelMap", "--task", "fid", "--features", "radiomics", "--n", "48",
+            "--batch-size", "4", "--json"]
+    env = {**os.environ, "ECHOBENCH_HOME": str(tmp_path / "h"), "ECHOBENCH_DB": str(tmp_path / "r.db")}
+    first = subprocess.Popen([*HARNESS, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / "h").glob("*/*/manifest.jsonl")):
+        time.sleep(0.05)
+    second = harness(*args, env=env)
+    out_first, err_first = first.communicate(timeout=120)
+    assert first.returncode == 0 and second.returncode == 0, (err_first, second.stderr)
+    assert "another process is writing the image set" in second.stderr.replace("\n", " ")
+    [manifest] = [m for m in (tmp_path / "h").glob("*/*/manifest.jsonl") if m.parts[-3] != "_reference"]
+    indices = [json.loads(x)["index"] for x in manifest.read_text().splitlines()]
+    assert indices == list(range(48))  # none missing, none written twice
+    va = {r["metric"]: r["value"] for r in map(json.loads, out_first.splitlines())}
+    vb = {r["metric"]: r["value"] for r in map(json.loads, second.stdout.splitlines())}
+    assert va == vb

@@ -63,13 +63,19 @@ class RichReporter:
     @contextlib.contextmanager
     def stage(self, description: str, total: Optional[int]) -> Iterator:
         if not self.enabled:
-            yield lambda k: None
+            yield lambda k, total=None: None
             return
         columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), TimeRemainingColumn()]
         with Progress(*columns, console=err, transient=False) as progress:
             tid = progress.add_task(description, total=total)
-            yield lambda k: progress.advance(tid, k)
+
+            def advance(k: int, total: Optional[int] = None) -> None:
+                if total is not None:
+                    progress.update(tid, total=total)
+                progress.advance(tid, k)
+
+            yield advance
 
 
 def _parse_kv(items: Optional[list[str]], what: str, *, decode: bool = True) -> dict:

@@ -36,11 +36,12 @@ log = logging.getLogger(__name__)
 
 
 class Reporter:
-    """Progress sink. ``stage(description, total)`` is a context manager yielding ``advance(k)``."""
+    """Progress sink. ``stage(description, total)`` is a context manager yielding ``advance(k, total=None)``
+    (``total`` sets or replaces the stage's total, for work whose size is known only once it starts)."""
 
     @contextlib.contextmanager
-    def stage(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-        yield lambda k: None
+    def stage(self, description: str, total: int | None) -> Iterator[Callable[..., None]]:
+        yield lambda k, total=None: None
 
 
 def default_home() -> Path:
@@ -372,7 +373,8 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> RunOutcome | None:
         # 4. tasks
         results: list[tuple[str, MetricResult]] = []
         for name, task in task_objs:
-            with reporter.stage(f"task {name}", None):
+            with reporter.stage(f"task {name}", None) as advance:
+                ctx.progress = advance
                 for r in task.evaluate(ctx):
                     if extractor is not None and r.feature_space is None and task.spec.needs_features:
                         r = dataclasses.replace(r, feature_space=extractor.feature_space)

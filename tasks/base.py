@@ -52,6 +52,7 @@ class TaskContext:
     ref_stats: callable returning the cached reference statistics dict (mu, sigma, sqrt_sigma) or None.
     artifacts_dir: where the task may write figures/galleries; it returns their paths in
         ``artifacts`` (kind -> path) so the runner records them.
+    progress: ``progress(k, total=None)`` advances the task's progress bar.
     """
 
     feature_space: str | None
@@ -66,6 +67,9 @@ class TaskContext:
     artifacts_dir: Path | None = None
     artifacts: dict[str, Path] = field(default_factory=dict)
     feature_substitute: bool = False
+    #: ``progress(k, total=None)``: report k more units of work done (``total`` sets the stage's size) so
+    #: long tasks show a progress bar; a no-op unless the runner supplies one.
+    progress: Callable[..., None] = field(default=lambda k, total=None: None)
 
 
 class Task(ABC):

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,11 +167,13 @@ def fid_family(
     kid_subset_size: int = 1000,
     kid_block: int = 1024,
     workers: int | None = None,
+    progress: Callable[..., None] | None = None,
 ) -> dict[str, DistanceResult]:
     """FID, FID∞ and KID with bootstrap CIs, sharing the Gram matrix and one set of bootstrap resamples.
 
     ``workers``: threads for the per-resample eigenvalue problems (default: the usable CPUs); the numbers
-    do not depend on it.
+    do not depend on it. ``progress(k, total=None)`` is told the number of FIDs to compute (bootstrap
+    resamples + FID∞ subsets) and advanced as each is done.
 
     ``rng`` is split into independent streams (bootstrap, FID∞ subsets, KID subsets), so each metric's
     numbers are identical whether computed here or by its own function with the same seed.
@@ -193,11 +195,16 @@ def fid_family(
         check_same_dim(g, st["mu"].size)
         times["ref_stats"] = time.perf_counter() - t0
         t0 = time.perf_counter()
+        if "fid_inf" in metrics:
+            sizes = _fid_inf_sizes(n, fid_inf_sizes, fid_inf_min_fraction, fid_inf_size_list)
+            n_inf = int(sum(1 if size == n else fid_inf_draws for size in sizes))
+        if progress is not None:
+            progress(0, total=n_boot + (n_inf if "fid_inf" in metrics else 0))
         eng = GenGram(g, st["mu"], st["sigma"], st["sqrt_sigma"])
         value, tr_sqrt = eng.fid(np.ones(n, dtype=np.int64))
         times["fid"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        reps = eng.fids(weights, workers=workers)
+        reps = eng.fids(weights, workers=workers, progress=progress)
         times["fid_bootstrap"] = time.perf_counter() - t0
         base = {"d": d, "n_gen": n, "n_ref": st["n"], "rank_deficient": n <= d,
                 "note": f"N={n} ≤ d={d}: generated covariance is singular (rank ≤ N−1)" if n <= d else ""}
@@ -206,7 +213,6 @@ def fid_family(
             out["fid"] = DistanceResult(value, lo, hi, n, {**base, "trace_sqrt": tr_sqrt, **info})
         if "fid_inf" in metrics:
             t0 = time.perf_counter()
-            sizes = _fid_inf_sizes(n, fid_inf_sizes, fid_inf_min_fraction, fid_inf_size_list)
             inv_n, subsets = [], []
             for size in sizes:
                 for _ in range(1 if size == n else fid_inf_draws):
@@ -214,7 +220,7 @@ def fid_family(
                     w[inf_rng.choice(n, size, replace=False)] = 1
                     inv_n.append(1.0 / size)
                     subsets.append(w)
-            pts_arr = np.column_stack([inv_n, eng.fids(np.array(subsets), workers=workers)])
+            pts_arr = np.column_stack([inv_n, eng.fids(np.array(subsets), workers=workers, progress=progress)])
             fit = linear_fit(pts_arr[:, 0], pts_arr[:, 1])
             times["fid_inf"] = time.perf_counter() - t0
             ilo, ihi, iinfo = _interval(fit["a"], reps, ci, "centred")
@@ -350,7 +356,8 @@ class FIDTask(Task):
         p = dict(self.params)
         wanted = [m.strip() for m in str(p.pop("metrics")).split(",") if m.strip()]
         stats = ctx.ref_stats() if ctx.ref_stats is not None else None
-        res = fid_family(ctx.gen_features, ctx.ref_features, ref_stats=stats, rng=ctx.rng, metrics=wanted, **p)
+        res = fid_family(ctx.gen_features, ctx.ref_features, ref_stats=stats, rng=ctx.rng, metrics=wanted,
+                         progress=ctx.progress, **p)
         names = metric_names(space)
         out = []
         for key in METRICS:

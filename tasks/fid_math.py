@@ -16,6 +16,7 @@ d × d route whenever s > d (same numbers, cheaper there).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -197,8 +198,10 @@ class GenGram:
         tr_sqrt = self._trace_sqrt(w)
         return float(self._rest(w)[0]) - 2.0 * tr_sqrt, tr_sqrt
 
-    def fids(self, weights: np.ndarray, *, workers: int | None = None) -> np.ndarray:
-        """FID for every row of ``weights`` (B × N), spread over ``workers`` threads (default: usable CPUs).
+    def fids(self, weights: np.ndarray, *, workers: int | None = None,
+             progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """FID for every row of ``weights`` (B × N), spread over ``workers`` threads (default: usable CPUs);
+        ``progress(1)`` is called as each one is done.
 
         Each eigen-decomposition runs with single-threaded BLAS (numpy releases the GIL in LAPACK), so the
         numbers are identical for any number of workers; on these small matrices this is also faster than
@@ -209,13 +212,21 @@ class GenGram:
             return np.zeros(0)
         workers = usable_cpus() if workers is None else max(1, int(workers))
         rest = self._rest(weights)
+        tr = np.empty(len(weights))
         with threadpool_limits(1, user_api="blas"):
             if workers == 1 or len(weights) == 1:
-                tr = [self._trace_sqrt(w) for w in weights]
+                values: Iterable[float] = map(self._trace_sqrt, weights)
+                for i, v in enumerate(values):
+                    tr[i] = v
+                    if progress is not None:
+                        progress(1)
             else:
                 with ThreadPoolExecutor(min(workers, len(weights))) as pool:
-                    tr = list(pool.map(self._trace_sqrt, weights))
-        return rest - 2.0 * np.asarray(tr)
+                    for i, v in enumerate(pool.map(self._trace_sqrt, weights)):
+                        tr[i] = v
+                        if progress is not None:
+                            progress(1)
+        return rest - 2.0 * tr
 
 
 TRACE_WHAT = "A·sigma_gen·A (A = sigma_ref^½)"

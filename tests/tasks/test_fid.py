@@ -345,3 +345,14 @@ def test_task_rejects_unknown_options_and_labels_substitutes():
                       ref_features=_gauss(rng, 40, 6), feature_substitute=True)
     out = fid.FIDTask(metrics="fid", n_boot=5).evaluate(ctx)
     assert [r.metric for r in out] == ["FD_random-inception"] and "NOT" in out[0].details["substitute"]
+
+
+def test_progress_counts_every_fid_computed():
+    rng = np.random.default_rng(8)
+    gen, ref = _gauss(rng, 40, 6), _gauss(rng, 50, 6, 0.2)
+    calls = []
+    res = fid.fid_family(gen, ref, rng=1, n_boot=7, fid_inf_size_list=[10, 20, 40], fid_inf_draws=2,
+                         progress=lambda k, total=None: calls.append((k, total)))
+    assert calls[0] == (0, 7 + 2 + 2 + 1)  # bootstrap resamples + FID∞ subsets (one at the full size)
+    assert sum(k for k, _ in calls) == 12 and all(t is None for _, t in calls[1:])
+    assert len(res["fid_inf"].details["points"]) == 5

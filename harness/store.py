@@ -154,14 +154,9 @@ class StudyImage(Base):
     run_id: Mapped[str | None] = mapped_column(String(36))  # the image set's run, when known
 
 
-class Rating(Base):
-    __tablename__ = "rating"
-    __table_args__ = (UniqueConstraint("participant_pk", "image_pk", name="uq_rating_participant_image"),)
+class AnswerColumns:
+    """What a rater answers for one image: the Likert rating, the five artifact check-boxes, a comment."""
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
-    participant_pk: Mapped[int] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"))
-    image_pk: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"))
     rating: Mapped[int] = mapped_column(Integer)
     walls_not_visible: Mapped[bool] = mapped_column(Boolean, default=False)
     unnatural_artifacts: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -169,13 +164,23 @@ class Rating(Base):
     cropped_image: Mapped[bool] = mapped_column(Boolean, default=False)
     wall_destruction: Mapped[bool] = mapped_column(Boolean, default=False)
     comment: Mapped[str | None] = mapped_column(Text)
+
+
+class Rating(AnswerColumns, Base):
+    __tablename__ = "rating"
+    __table_args__ = (UniqueConstraint("participant_pk", "image_pk", name="uq_rating_participant_image"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    participant_pk: Mapped[int] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"))
+    image_pk: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"))
     position: Mapped[int | None] = mapped_column(Integer)
     rated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     revision: Mapped[int] = mapped_column(Integer, default=1)  # > 1: the rater went back and changed it
     updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class RatingRevision(Base):
+class RatingRevision(AnswerColumns, Base):
     """Every answer a rater saved in the rating app for an image (revision 1, 2, ...): going back and changing
     an answer never loses the earlier one. ``rating`` holds the current answer; this table its history."""
 
@@ -185,13 +190,6 @@ class RatingRevision(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     rating_id: Mapped[int] = mapped_column(ForeignKey("rating.id", ondelete="CASCADE"), index=True)
     revision: Mapped[int] = mapped_column(Integer)
-    rating: Mapped[int] = mapped_column(Integer)
-    walls_not_visible: Mapped[bool] = mapped_column(Boolean, default=False)
-    unnatural_artifacts: Mapped[bool] = mapped_column(Boolean, default=False)
-    possible_pathology: Mapped[bool] = mapped_column(Boolean, default=False)
-    cropped_image: Mapped[bool] = mapped_column(Boolean, default=False)
-    wall_destruction: Mapped[bool] = mapped_column(Boolean, default=False)
-    comment: Mapped[str | None] = mapped_column(Text)
     saved_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 

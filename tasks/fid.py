@@ -16,11 +16,14 @@ KID needs the reference features themselves.
 
 Confidence intervals come from one bootstrap over the generated features (reference fixed), shared by the
 three metrics. FID_N is biased upward by ≈ k/N and a bootstrap resample adds that bias again, so a plain
-percentile interval can lie entirely above the estimate; ``ci_method="centred"`` (default for FID and FID∞)
-therefore takes the percentiles of ``θ̂ + (θ*_b − mean θ*)``; ``"percentile"`` gives the plain interval. Both
-are always in ``details``. The FID∞ interval uses the same centred FID replicates around the intercept
-(FID∞ = FID_N − k/N with k fitted, so to first order they share their sampling spread); the fit's own
-standard error is reported beside it. KID is unbiased: plain percentile of the bootstrap full-set MMD².
+percentile interval can lie entirely above the estimate; ``ci_method="centred"`` (the default; it applies to
+FID) therefore takes the percentiles of ``θ̂ + (θ*_b − mean θ*)``; ``"percentile"`` gives the plain interval.
+Both are always in the FID's ``details``. The FID∞ interval is always centred on the intercept: the same
+centred FID_N replicates (FID∞ = FID_N − k/N with k fitted, so to first order they share their sampling
+spread), each side widened in quadrature by z·se_a, the fit's standard error (the subset draws' noise,
+which the replicates do not contain). KID: the percentile bootstrap of the full-set MMD² (unbiased), shifted
+by (subset mean − full-set MMD²) so that it brackets the reported subset-mean KID; the two coincide when
+the subset size is N.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -41,6 +45,7 @@ from tasks.fid_math import (
     GenGram,
     check_features,
     check_same_dim,
+    check_sqrt,
     check_stats,
     frechet_distance,
     gaussian_stats,
@@ -95,7 +100,9 @@ def _ref_stats(ref: np.ndarray | Mapping | None, ref_stats: Mapping | None) -> d
     if root is None:
         log.info("reference statistics carry no sqrt_sigma: computing it (cache it to skip this)")
         root = sqrtm_psd(sigma, "reference sigma")
-    return {"mu": mu, "sigma": sigma, "sqrt_sigma": np.asarray(root, dtype=np.float64), "n": stats.get("n")}
+    else:
+        root = check_sqrt(root, sigma, "reference statistics")
+    return {"mu": mu, "sigma": sigma, "sqrt_sigma": root, "n": stats.get("n")}
 
 
 def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
@@ -136,10 +143,16 @@ def _check_ci(n_boot: int, ci: float, ci_method: str) -> None:
                          "(need n_boot ≥ 0, 0 < ci < 1, ci_method 'centred' or 'percentile')")
 
 
-def _fid_inf_sizes(n: int, n_sizes: int, min_fraction: float, sizes: Sequence[int] | None) -> np.ndarray:
+def _fid_inf_sizes(n: int, n_sizes: int, min_fraction: float, sizes: Sequence[int] | None,
+                   draws: int = 1) -> np.ndarray:
+    if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws < 1:
+        raise UsageError(f"FID∞ needs ≥ 1 draw per subset size (got draws={draws!r})")
     if sizes is None:
         sizes = np.round(np.linspace(min_fraction * n, n, n_sizes)).astype(int)
-    sizes = np.unique(np.asarray(sizes, dtype=int))
+    raw = np.asarray(sizes, dtype=np.float64).ravel()
+    if raw.size and not np.all(np.isfinite(raw) & (raw == np.round(raw))):
+        raise DataError(f"FID∞ subset sizes must be whole numbers; got {np.asarray(sizes).tolist()}")
+    sizes = np.unique(raw.astype(int))
     if sizes.size < 3 or sizes.min() < 2 or sizes.max() > n:
         raise DataError(
             f"FID∞ needs ≥ 3 distinct subset sizes between 2 and N; with N={n} generated samples the sizes are "
@@ -179,6 +192,8 @@ def fid_family(
     numbers are identical whether computed here or by its own function with the same seed.
     Returns ``{"fid": ..., "fid_inf": ..., "kid": ...}`` for the requested ``metrics``.
     """
+    if isinstance(metrics, str):
+        metrics = [m.strip() for m in metrics.split(",") if m.strip()]
     unknown = set(metrics) - set(METRICS)
     if unknown:
         raise UsageError(f"unknown metric(s) {sorted(unknown)}; available: {', '.join(METRICS)}")
@@ -196,7 +211,7 @@ def fid_family(
         times["ref_stats"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         if "fid_inf" in metrics:
-            sizes = _fid_inf_sizes(n, fid_inf_sizes, fid_inf_min_fraction, fid_inf_size_list)
+            sizes = _fid_inf_sizes(n, fid_inf_sizes, fid_inf_min_fraction, fid_inf_size_list, fid_inf_draws)
             n_inf = int(sum(1 if size == n else fid_inf_draws for size in sizes))
         if progress is not None:
             progress(0, total=n_boot + (n_inf if "fid_inf" in metrics else 0))
@@ -223,18 +238,26 @@ def fid_family(
             pts_arr = np.column_stack([inv_n, eng.fids(np.array(subsets), workers=workers, progress=progress)])
             fit = linear_fit(pts_arr[:, 0], pts_arr[:, 1])
             times["fid_inf"] = time.perf_counter() - t0
-            ilo, ihi, iinfo = _interval(fit["a"], reps, ci, "centred")
+            blo, bhi, binfo = _interval(fit["a"], reps, ci, "centred")
+            iinfo = {k: binfo[k] for k in ("n_boot", "ci_level") if k in binfo}
+            ilo = ihi = None
+            if blo is not None:
+                z = NormalDist().inv_cdf((1 + ci) / 2)
+                ilo = fit["a"] - float(np.hypot(fit["a"] - blo, z * fit["se_a"]))
+                ihi = fit["a"] + float(np.hypot(bhi - fit["a"], z * fit["se_a"]))
+                iinfo.update({"ci_method": "centred+fit", "ci_bootstrap": [blo, bhi], "boot_std_fid_n": binfo["boot_std"]})
             out["fid_inf"] = DistanceResult(fit["a"], ilo, ihi, n, {
                 **base, **fit, "sizes": sizes.tolist(), "draws": fid_inf_draws, "points": pts_arr.tolist(),
                 "fid_n": value, **iinfo,
-                "ci_basis": "centred bootstrap spread of FID_N around the intercept; se_a is the fit's error",
+                "ci_basis": "centred bootstrap spread of FID_N around the intercept (ci_bootstrap), each side "
+                            "widened in quadrature by z·se_a (the fit's error over the subset draws)",
             })
     if "kid" in metrics:
         t0 = time.perf_counter()
         out["kid"] = _kid(g, ref, kid_rng, weights, kid_subsets, kid_subset_size, ci, kid_block)
         times["kid"] = time.perf_counter() - t0
     for res in out.values():
-        res.details["timings_s"] = times
+        res.details["timings_s"] = dict(times)
     return out
 
 
@@ -267,9 +290,11 @@ def fid_infinity(gen, ref, *, ref_stats=None, rng=None, n_sizes: int = 15, min_f
 def kid(gen, ref, *, rng=None, subsets: int = 100, subset_size: int = 1000, n_boot: int = 200,
         ci: float = 0.95) -> DistanceResult:
     """KID: unbiased MMD² with kernel (xᵀy/d + 1)³, mean over ``subsets`` random subset pairs of size
-    min(subset_size, N_gen, N_ref) (as torchmetrics' ``KernelInceptionDistance``); ``details["std"]`` is
-    the population std over subsets (torchmetrics' ``kid_std``). CI: percentile bootstrap of the full-set
-    MMD² over generated samples (pairs of copies of one sample excluded)."""
+    min(subset_size, N_gen, N_ref) (as clean-fid's ``kernel_distance``; torchmetrics'
+    ``KernelInceptionDistance`` computes the same per subset but refuses subset_size > N); ``details["std"]``
+    is the population std over subsets (torchmetrics' ``kid_std``). CI: percentile bootstrap of the full-set
+    MMD² over generated samples (pairs of copies of one sample excluded), shifted by (value − full-set MMD²)
+    so it brackets the value; the unshifted interval is ``details["ci_full_set"]``."""
     _check_ci(n_boot, ci, "percentile")
     boot_rng, _, kid_rng = _rng(rng).spawn(3)
     g = _canonical(check_features(gen, "generated features"))
@@ -281,8 +306,26 @@ def kid_subset_values(gen, ref, gen_idx: np.ndarray, ref_idx: np.ndarray, *, blo
     g = check_features(gen, "generated features")
     r = check_features(ref, "reference features")
     check_same_dim(g, r.shape[1])
-    forms = _kid_forms(g, r, np.asarray(gen_idx), np.asarray(ref_idx), np.zeros((0, g.shape[0])), block)
-    return _subset_mmd(forms, np.asarray(gen_idx), np.asarray(ref_idx))
+    gen_idx = _check_subsets(gen_idx, g.shape[0], "gen_idx")
+    ref_idx = _check_subsets(ref_idx, r.shape[0], "ref_idx")
+    if gen_idx.shape != ref_idx.shape:
+        raise DataError(f"gen_idx {gen_idx.shape} and ref_idx {ref_idx.shape} must have the same shape (S pairs of m)")
+    forms = _kid_forms(g, r, gen_idx, ref_idx, np.zeros((0, g.shape[0])), block)
+    return _subset_mmd(forms, gen_idx, ref_idx)
+
+
+def _check_subsets(idx, n: int, name: str) -> np.ndarray:
+    """S × m integer indices in 0..n−1, distinct within each row (m ≥ 2)."""
+    arr = np.asarray(idx)
+    if arr.ndim != 2 or arr.shape[1] < 2 or not np.issubdtype(arr.dtype, np.integer):
+        raise DataError(f"{name}: expected an (S, m ≥ 2) integer index array, got shape {arr.shape}, dtype {arr.dtype}")
+    if arr.min() < 0 or arr.max() >= n:
+        raise DataError(f"{name}: indices must lie in 0..{n - 1}; found {arr.min()}..{arr.max()}")
+    srt = np.sort(arr, axis=1)
+    dup = np.flatnonzero((srt[:, 1:] == srt[:, :-1]).any(axis=1))
+    if dup.size:
+        raise DataError(f"{name}: row {dup[0]} repeats an index; each subset must draw without replacement")
+    return arr
 
 
 def _indicators(idx: np.ndarray, n: int) -> np.ndarray:
@@ -321,8 +364,14 @@ def _kid(g, ref, rng, weights, subsets, subset_size, ci, block) -> DistanceResul
     sq = (w**2).sum(axis=1)
     boot = (f["gg_boot"] - (w**2) @ f["diag_g"]) / (ng * ng - sq) + rr - 2.0 * f["gr_boot"] / (ng * nr)
     reps, full = boot[:-1], float(boot[-1])
-    lo, hi, info = _interval(float(vals.mean()), reps, ci, "percentile")
-    return DistanceResult(float(vals.mean()), lo, hi, ng, {
+    value = float(vals.mean())
+    lo, hi, info = _interval(full, reps, ci, "percentile")  # boot_mean/boot_std: of the full-set replicates
+    if lo is not None:
+        info = {**info, "ci_full_set": [lo, hi], "ci_shift": value - full}
+        info.pop("ci_centred", None)
+        info.pop("ci_percentile", None)
+        lo, hi = lo + (value - full), hi + (value - full)
+    return DistanceResult(value, lo, hi, ng, {
         "std": float(vals.std()), "subsets": subsets, "subset_size": m, "n_gen": ng, "n_ref": nr,
         "full_set_mmd2": full, "kernel": "(x·y/d + 1)^3", **info,
     })

@@ -110,6 +110,37 @@ def check_stats(mu: np.ndarray, sigma: np.ndarray, name: str) -> tuple[np.ndarra
     return mu, sigma
 
 
+#: a supplied square root A must reproduce its covariance: ‖A·A·v − Σ·v‖ ≤ SQRT_REL_TOL · ‖Σ‖_F · ‖v‖.
+SQRT_REL_TOL = 1e-6
+
+
+def check_sqrt(root: np.ndarray, sigma: np.ndarray, name: str) -> np.ndarray:
+    """Validate a supplied (e.g. cached) symmetric square root of ``sigma`` and return it as float64.
+
+    Shape, finiteness, symmetry, and ``A·A ≈ Σ`` on three fixed probe vectors (O(d²), no d³ product): a stale
+    root, or one that belongs to other statistics, is an error instead of a silently wrong distance.
+    """
+    a = np.asarray(root, dtype=np.float64)
+    if a.shape != sigma.shape:
+        raise DataError(f"{name}: square root has shape {a.shape}, the covariance {sigma.shape}")
+    if not np.isfinite(a).all():
+        raise DataError(f"{name}: square root contains NaN/Inf; drop it (it is recomputed) or re-create the cache")
+    top = max(float(np.abs(a).max(initial=0.0)), np.finfo(float).tiny)
+    asym = float(np.abs(a - a.T).max(initial=0.0))
+    if asym > 1e-8 * top:
+        raise DataError(f"{name}: square root is not symmetric (max |A − Aᵀ| = {asym:.3e}, max |A| = {top:.3e})")
+    probes = np.random.default_rng(0).standard_normal((a.shape[0], 3))
+    err = float(np.linalg.norm(a @ (a @ probes) - sigma @ probes, axis=0).max(initial=0.0))
+    scale = float(np.linalg.norm(sigma)) * float(np.linalg.norm(probes, axis=0).max(initial=0.0))
+    if err > SQRT_REL_TOL * max(scale, np.finfo(float).tiny):
+        raise DataError(
+            f"{name}: the square root does not square to the covariance (‖A·A·v − Σ·v‖ = {err:.3e}, "
+            f"{err / max(scale, np.finfo(float).tiny):.1e} relative; tolerance {SQRT_REL_TOL:g}): it is stale or "
+            "belongs to other statistics. Drop sqrt_sigma (it is recomputed) or clear the reference-statistics cache"
+        )
+    return a
+
+
 def frechet_distance(mu1, sigma1, mu2, sigma2, *, sqrt_sigma1: np.ndarray | None = None) -> float:
     """Fréchet distance between N(μ₁, Σ₁) and N(μ₂, Σ₂) (Heusel et al. 2017; Dowson & Landau 1982).
 
@@ -121,12 +152,20 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, *, sqrt_sigma1: np.ndarray | None
     mu2, sigma2 = check_stats(mu2, sigma2, "second statistics")
     if mu1.shape != mu2.shape:
         raise DataError(f"statistics have different dimensions: {mu1.size} and {mu2.size}")
-    a = sqrtm_psd(sigma1, "sigma1") if sqrt_sigma1 is None else np.asarray(sqrt_sigma1, dtype=np.float64)
-    if a.shape != sigma1.shape:
-        raise DataError(f"sqrt_sigma1 has shape {a.shape}, expected {sigma1.shape}")
+    a = sqrtm_psd(sigma1, "sigma1") if sqrt_sigma1 is None else check_sqrt(sqrt_sigma1, sigma1, "sqrt_sigma1")
     diff = mu1 - mu2
     tr_covmean = trace_sqrt_eigs(a @ sigma2 @ a, "A·sigma2·A (A = sigma1^½)")
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr_covmean)
+    tr1, tr2 = float(np.trace(sigma1)), float(np.trace(sigma2))
+    value = float(diff @ diff + tr1 + tr2 - 2.0 * tr_covmean)
+    # Σ₂ is checked only where A sees it (A·Σ₂·A); a negative direction of Σ₂ in A's null space shows as a
+    # negative distance (Σ₁ itself is checked by eigh, or its root by check_sqrt)
+    tol = NEG_REL_TOL * max(abs(tr1) + abs(tr2) + float(diff @ diff), np.finfo(float).tiny)
+    if value < -tol or np.diag(sigma2).min(initial=0.0) < -tol:
+        raise DataError(
+            f"the Fréchet distance came out negative ({value:.3e}; Tr Σ₁ = {tr1:.3e}, Tr Σ₂ = {tr2:.3e}): sigma2 is "
+            "not positive semi-definite. Check that covariances are real covariance matrices (symmetric, ddof=1)"
+        )
+    return value
 
 
 def usable_cpus() -> int:

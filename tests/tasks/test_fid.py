@@ -310,6 +310,83 @@ def test_non_psd_covariance_reports_the_magnitude():
         fid.frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), bad)
 
 
+def test_non_psd_sigma2_hidden_in_the_null_space_of_sigma1_is_an_error():
+    # A = Σ₁^½ = diag(1, 0) never sees Σ₂'s negative direction; the distance would be −0.5
+    with pytest.raises(DataError, match=r"negative \(-5\.000e-01.*sigma2 is not positive semi-definite"):
+        fid.frechet_distance(np.zeros(2), np.diag([1.0, 0.0]), np.zeros(2), np.diag([1.0, -0.5]))
+
+
+def test_a_stale_or_malformed_cached_root_is_refused():
+    rng = np.random.default_rng(16)
+    gen, ref = _gauss(rng, 30, 6), _gauss(rng, 40, 6, 0.2, 1.5)
+    good = fid.reference_stats(ref)
+    assert fid.fid_from_features(gen, good, n_boot=0).value == pytest.approx(
+        fid.fid_from_features(gen, ref, n_boot=0).value, rel=1e-12)
+    for root, pattern in [(np.eye(6), "does not square to the covariance"), (np.eye(5), "shape"),
+                          (np.full((6, 6), np.nan), "NaN"), (np.triu(np.ones((6, 6))), "not symmetric")]:
+        with pytest.raises(DataError, match=pattern):
+            fid.fid_from_features(gen, {**good, "sqrt_sigma": root}, n_boot=0)
+    with pytest.raises(DataError, match="does not square"):
+        fid.frechet_distance(good["mu"], good["sigma"], good["mu"], good["sigma"], sqrt_sigma1=np.eye(6))
+    bad_sigma = np.diag([1.0, -0.5, 1, 1, 1, 1])  # a root that squares to diag(1, 0, ...) hides Σ's sign
+    with pytest.raises(DataError, match="does not square"):
+        fid.fid_from_features(gen, {"mu": good["mu"], "sigma": bad_sigma, "sqrt_sigma": np.diag([1.0, 0, 1, 1, 1, 1])},
+                              n_boot=0)
+
+
+def test_gram_route_without_the_precomputed_gram_matrix():
+    rng = np.random.default_rng(17)
+    gen, ref = _gauss(rng, 40, 64), _gauss(rng, 50, 64, 0.3)
+    sr = gaussian_stats(ref)
+    eng = GenGram(gen, sr["mu"], sr["sigma"], sr["sqrt_sigma"], gram_max=10)  # N > gram_max: K not stored
+    assert eng.k is None
+    idx = rng.integers(0, 40, 40)
+    sb = gaussian_stats(gen[idx], with_sqrt=False)
+    assert eng.fid(np.bincount(idx, minlength=40))[0] == pytest.approx(
+        _cleanfid(sb["mu"], sb["sigma"], sr["mu"], sr["sigma"]), rel=1e-6)
+
+
+def test_bad_fid_inf_and_subset_options_are_clear_errors():
+    rng = np.random.default_rng(18)
+    gen, ref = _gauss(rng, 40, 4), _gauss(rng, 40, 4)
+    for draws in (0, -1):
+        with pytest.raises(UsageError, match="≥ 1 draw"):
+            fid.fid_infinity(gen, ref, draws=draws, n_boot=0)
+    with pytest.raises(DataError, match="whole numbers"):
+        fid.fid_infinity(gen, ref, sizes=[10.7, 20, 40], n_boot=0)
+    with pytest.raises(DataError, match="repeats an index"):
+        fid.kid_subset_values(gen, ref, np.array([[0, 0, 1]]), np.array([[0, 1, 2]]))
+    with pytest.raises(DataError, match="same shape"):
+        fid.kid_subset_values(gen, ref, np.array([[0, 1, 2, 3]]), np.array([[0, 1]]))
+    with pytest.raises(DataError, match="0..39"):
+        fid.kid_subset_values(gen, ref, np.array([[0, 40]]), np.array([[0, 1]]))
+    assert set(fid.fid_family(gen, ref, metrics="fid,kid", n_boot=0, kid_subsets=2)) == {"fid", "kid"}
+
+
+def test_kid_interval_brackets_the_subset_mean_it_reports():
+    # subset size < N: the value (mean over subsets) and the full-set MMD² differ; the interval is shifted
+    misses = 0
+    for seed in range(20):
+        rng = np.random.default_rng(100 + seed)
+        gen, ref = _gauss(rng, 400, 16), _gauss(rng, 400, 16, 0.02)
+        res = fid.kid(gen, ref, rng=seed, subsets=20, subset_size=50, n_boot=50)
+        shift = res.value - res.details["full_set_mmd2"]
+        assert [res.ci_low, res.ci_high] == pytest.approx([x + shift for x in res.details["ci_full_set"]], rel=1e-12)
+        misses += not res.ci_low <= res.value <= res.ci_high
+    assert misses == 0
+
+
+def test_fid_inf_interval_adds_the_fit_error_in_quadrature():
+    rng = np.random.default_rng(19)
+    res = fid.fid_infinity(_gauss(rng, 80, 5), _gauss(rng, 80, 5, 0.3), rng=3, n_boot=40)
+    d = res.details
+    z = 1.959963984540054
+    blo, bhi = d["ci_bootstrap"]
+    assert res.ci_low == pytest.approx(res.value - np.hypot(res.value - blo, z * d["se_a"]), rel=1e-12)
+    assert res.ci_high == pytest.approx(res.value + np.hypot(bhi - res.value, z * d["se_a"]), rel=1e-12)
+    assert res.ci_low < blo < res.value < bhi < res.ci_high
+
+
 def test_kid_needs_reference_features():
     stats = fid.reference_stats(_gauss(np.random.default_rng(13), 20, 4))
     with pytest.raises(UsageError, match="KID needs the reference features"):

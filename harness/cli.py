@@ -289,7 +289,7 @@ def describe(
 
 @data_app.command("export")
 def data_export(
-    source: str = typer.Argument("phantom", help="Data spec: phantom, phantom:train, folder:DIR, echonet:DIR."),
+    source: str = typer.Argument("phantom", help="Data spec: phantom, phantom:train, folder:DIR, echonet:DIR[@split]."),
     n: int = typer.Option(400, "--n", help="Number of samples."),
     out_dir: Path = typer.Option(..., "--out", help="Output folder (must not exist or be empty)."),
     inject: Optional[list[str]] = typer.Option(None, "--inject", help="Fault to inject, e.g. tint:0.03:orange, drop-condition:asd, copy-train:0.05, speckle:2, crop:0.2, blur:1.5 (repeatable)."),

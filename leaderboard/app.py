@@ -298,4 +298,5 @@ def main() -> None:
         agreement_tab(url, table, study)
 
 
-main()
+if __name__ == "__main__":  # streamlit runs the page as __main__; importing it (tests) does nothing
+    main()

@@ -121,7 +121,7 @@ def load_results(engine: Engine | None) -> pd.DataFrame:
 
 
 def is_substitute(feature_space: str | None) -> bool:
-    return bool(feature_space) and (feature_space in SUBSTITUTE_SPACES or feature_space.startswith("random"))
+    return isinstance(feature_space, str) and (feature_space in SUBSTITUTE_SPACES or feature_space.startswith("random"))
 
 
 def metric_name(metric: str, feature_space: str | None) -> str:
@@ -302,7 +302,10 @@ def run_results(engine: Engine, run_id: str) -> pd.DataFrame:
             Result.higher_is_better, Result.details]
     with engine.connect() as conn:
         rows = conn.execute(select(*cols).where(Result.run_id == run_id).order_by(Result.id)).all()
-    return pd.DataFrame(rows, columns=[c.key for c in cols])
+    frame = pd.DataFrame(rows, columns=[c.key for c in cols])
+    # results without a feature space (e.g. colour shift) keep None, not the NaN pandas turns it into
+    frame["feature_space"] = frame["feature_space"].astype(object).where(frame["feature_space"].notna(), None)
+    return frame
 
 
 def run_artifacts(engine: Engine, run_id: str) -> pd.DataFrame:

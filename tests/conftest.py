@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+# Before any test module is imported (collection), point every EchoBench location at a throw-away folder, so
+# nothing a module does at import time can reach the user's database, runs or caches. Each test then gets
+# its own folders from ``isolated_env``.
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="echobench-tests-"))
+atexit.register(shutil.rmtree, _SESSION_DIR, ignore_errors=True)
+os.environ.update({
+    "ECHOBENCH_HOME": str(_SESSION_DIR / "runs"), "ECHOBENCH_CACHE": str(_SESSION_DIR / "cache"),
+    "ECHOBENCH_DB": f"sqlite:///{_SESSION_DIR / 'echobench.db'}", "ECHOBENCH_WEIGHTS": str(_SESSION_DIR / "no-weights"),
+})
 
 
 @pytest.fixture(autouse=True)

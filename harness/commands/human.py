@@ -15,7 +15,7 @@ human_app = typer.Typer(help="Human evaluation: import ratings (CSV), report the
 
 @human_app.command("import")
 def import_cmd(
-    ratings: Path = typer.Argument(..., help="ratings.csv (long format: participant_id, image_id, source, rating, ...)."),
+    ratings: Path = typer.Argument(..., help="ratings.csv (long format: participant_id, image_id, source, rating, ...; see docs/human-eval.md)."),
     study: str = typer.Option(..., "--study", help="Name of the study in the results DB."),
     participants: Optional[Path] = typer.Option(None, "--participants", help="participants.csv (optional)."),
     images: Optional[Path] = typer.Option(None, "--images", help="images.csv linking image_id to files (optional)."),

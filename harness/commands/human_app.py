@@ -44,7 +44,7 @@ def export_cmd(
                                   "rating_history.csv (every saved answer, changed ones included)."),
     db: str | None = typer.Option(None, "--db", help="Study DB URL or SQLite path."),
 ) -> None:
-    """Write a rating-app study in the import format (FORMATS.md); each file is written atomically.
+    """Write a rating-app study in the import format (docs/human-eval.md); each file is written atomically.
 
     Example: harness human export --study pilot --out pilot/ && harness human import pilot/ratings.csv
     --participants pilot/participants.csv --images pilot/images.csv --study pilot-analysis

@@ -299,4 +299,5 @@ def main() -> None:
         st.caption(str(exc))
 
 
-main()
+if __name__ == "__main__":  # streamlit runs the page as __main__; importing it (tests) does nothing
+    main()

@@ -100,3 +100,24 @@ def test_connect_is_read_only_and_missing_file_is_first_run(tmp_path):
     garbage.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match="garbage.db"):
         data.connect(f"sqlite:///{garbage}")
+
+
+def test_run_with_a_space_free_metric_has_headers(tmp_path):
+    """A run mixing colour shift (no feature space) with FID: the detail view's headers work (None, not NaN)."""
+    from harness.store import Store
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    store = Store(url)
+    run_id = store.start_run(generator="real", data_source="phantom", n=20, seed=0, status="ok")
+    store.finish_run(run_id, [
+        dict(task="fid", metric="FD_radiomics", value=0.1, n=20, feature_space="radiomics", higher_is_better=False),
+        dict(task="color-shift", metric="colour_shift_rate", value=0.0, n=20, feature_space=None, higher_is_better=False),
+        dict(task="fid", metric="FID", value=3.0, n=20, feature_space="random-inception", higher_is_better=False),
+    ])
+    res = data.run_results(data.connect(url), run_id)
+    assert list(res["feature_space"]) == ["radiomics", None, "random-inception"]
+    headers = [data.metric_header(m, s, bool(h)) for m, s, h in zip(res["metric"], res["feature_space"],
+                                                                    res["higher_is_better"])]
+    assert headers == ["FD_radiomics ↓ [radiomics]", "colour_shift_rate ↓ [none]",
+                       "FD_random-inception ↓ [random-inception, SUBSTITUTE]"]
+    assert not data.is_substitute(float("nan"))

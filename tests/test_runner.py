@@ -186,3 +186,10 @@ def test_two_runs_asking_for_the_same_set_do_not_interleave(tmp_path):
     va = {r["metric"]: r["value"] for r in map(json.loads, out_first.splitlines())}
     vb = {r["metric"]: r["value"] for r in map(json.loads, second.stdout.splitlines())}
     assert va == vb
+
+
+def test_task_results_do_not_depend_on_which_tasks_ran_before():
+    alone = run(RunRequest(generator="labelmap", tasks=["diversity"], features="radiomics", n=24))
+    after = run(RunRequest(generator="labelmap", tasks=["fid", "diversity"], features="radiomics", n=24))
+    values = lambda out: {r.metric: (r.value, r.ci_low, r.ci_high) for t, r in out.results if t == "diversity"}  # noqa: E731
+    assert values(alone) == values(after) and any("ms_ssim" in m.lower() for m in values(alone))

@@ -59,3 +59,27 @@ def _write(tmp_path):
     r.to_csv(tmp_path / "ratings.csv", index=False)
     p.to_csv(tmp_path / "participants.csv", index=False)
     return tmp_path / "ratings.csv", tmp_path / "participants.csv"
+
+
+def test_example_reproduces_table1_including_anderson_darling():
+    """Table 1 of the paper: KS, Shapiro-Wilk and the small-sample adjusted Anderson-Darling A*² (to 2 decimals)."""
+    r, p = make_example_study(0)
+    from human_eval.stats import normality
+
+    n = normality(r).set_index(["source", "test"])
+    paper = {"cut": (0.23, 0.83, 10.08), "cyclegan": (0.23, 0.82, 10.67), "sd": (0.27, 0.79, 13.35)}
+    for s, (ks, sw, ad) in paper.items():
+        assert round(n.loc[(s, "kolmogorov_smirnov"), "statistic"], 2) == ks
+        assert round(n.loc[(s, "shapiro_wilk"), "statistic"], 2) == sw
+        a2 = n.loc[(s, "anderson_darling"), "statistic"]
+        assert round(n.loc[(s, "anderson_darling"), "statistic_adj"], 2) == ad
+        assert n.loc[(s, "anderson_darling"), "statistic_adj"] == pytest.approx(a2 * (1 + 0.75 / 170 + 2.25 / 170**2))
+
+
+def test_normality_with_too_few_ratings_is_a_row_not_a_crash():
+    import pandas as pd
+
+    from human_eval.stats import normality
+
+    out = normality(pd.DataFrame({"source": "a", "rating": [1, 2, 4]}))
+    assert len(out) == 4 and out["statistic"].isna().all() and out["note"].str.contains("n=3|3", regex=True).all()

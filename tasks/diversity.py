@@ -216,16 +216,24 @@ class MSSSIMResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def _gray_stack(images: Sequence[np.ndarray]) -> tuple[np.ndarray, dict]:
-    import cv2
-
+def modal_size(images: Sequence[np.ndarray]) -> tuple[int, int]:
+    """The most common (height, width) of a set of images."""
     shapes = [tuple(np.asarray(im).shape[:2]) for im in images]
     values, counts = np.unique(np.array(shapes), axis=0, return_counts=True)
-    target = tuple(int(v) for v in values[int(np.argmax(counts))])
+    return tuple(int(v) for v in values[int(np.argmax(counts))])
+
+
+def _gray_stack(images: Sequence[np.ndarray], size: tuple[int, int] | None = None) -> tuple[np.ndarray, dict]:
+    import cv2
+
+    target = tuple(size) if size is not None else modal_size(images)
     out = np.empty((len(images), *target), dtype=np.float32)
     resized = 0
     for i, im in enumerate(images):
         im = np.asarray(im)
+        if im.dtype != np.uint8:
+            raise DataError(f"intra-set MS-SSIM: image {i} has dtype {im.dtype}; expected 8-bit images (0..255, "
+                            "data range 255), as image sets store them")
         g = im.astype(np.float32) if im.ndim == 2 else (im[..., :3].astype(np.float32) @ LUMA if im.shape[2] >= 3
                                                         else im[..., 0].astype(np.float32))
         if g.shape != target:
@@ -236,10 +244,12 @@ def _gray_stack(images: Sequence[np.ndarray]) -> tuple[np.ndarray, dict]:
 
 
 def intra_ms_ssim(images: Sequence[np.ndarray], *, rng: np.random.Generator, n_pairs: int = 500,
-                  win: int = 11, batch: int = 32) -> MSSSIMResult:
+                  win: int = 11, batch: int = 32, size: tuple[int, int] | None = None) -> MSSSIMResult:
     """Mean MS-SSIM over ``n_pairs`` random pairs of distinct images of one set (lower = more diverse).
 
-    The interval is mean ± 1.96 standard errors over pairs (normal approximation).
+    Images are 8-bit (data range 255), converted to gray and resized to ``size`` (default: the set's most
+    common size); the number of scales follows from that size, so two sets compared with the same ``size``
+    are measured alike. The interval is mean ± 1.96 standard errors over pairs (normal approximation).
     """
     import torch
 
@@ -248,7 +258,7 @@ def intra_ms_ssim(images: Sequence[np.ndarray], *, rng: np.random.Generator, n_p
         raise DataError(f"intra-set MS-SSIM needs at least 2 images (got {n})")
     if n_pairs < 1:
         raise UsageError(f"intra-set MS-SSIM: n_pairs must be ≥ 1 (got {n_pairs})")
-    gray, info = _gray_stack(images)
+    gray, info = _gray_stack(images, size)
     levels = n_scales(*gray.shape[1:], win)
     if levels < 1:
         raise DataError(f"intra-set MS-SSIM: images of {gray.shape[1]}×{gray.shape[2]} are smaller than the "
@@ -299,9 +309,11 @@ class DiversityTask(Task):
                                              "other_set_value": other.value}))
         gen_rng, ref_rng = ctx.rng.spawn(2)
         if ctx.gen_images is not None and ctx.ref_images is not None:
-            kw = {"n_pairs": int(p["msssim_pairs"]), "win": int(p["msssim_window"])}
+            ref_images = ctx.ref_images()
+            # both sets at the reference's size, hence the same number of scales: comparable numbers
+            kw = {"n_pairs": int(p["msssim_pairs"]), "win": int(p["msssim_window"]), "size": modal_size(ref_images)}
             m_gen = intra_ms_ssim(ctx.gen_images(), rng=gen_rng, **kw)
-            m_ref = intra_ms_ssim(ctx.ref_images(), rng=ref_rng, **kw)
+            m_ref = intra_ms_ssim(ref_images, rng=ref_rng, **kw)
             for name, m, other in (("ms_ssim_intra", m_gen, m_ref), ("ms_ssim_intra_reference", m_ref, m_gen)):
                 out.append(MetricResult(name, m.value, m.ci_low, m.ci_high, m.n_images, higher_is_better=False,
                                         feature_space="pixels", details={**m.details, "n_pairs": m.n_pairs, "other_set_value": other.value,

@@ -109,3 +109,27 @@ def test_diversity_task_reports_both_sets():
                         "ms_ssim_intra_reference"}
     assert res["precision"].feature_space == "radiomics" and res["ms_ssim_intra"].feature_space == "pixels"
     assert res["vendi"].details["other_set_value"] == res["vendi_reference"].value
+
+
+def test_diversity_task_numbers_are_prdc_with_reference_as_real():
+    rng = np.random.default_rng(6)
+    gen, ref = rng.standard_normal((40, 6)) * 1.3 + 0.2, rng.standard_normal((50, 6))
+    ctx = TaskContext(feature_space="radiomics", rng=np.random.default_rng(0), gen_features=gen, ref_features=ref)
+    res = {r.metric: r.value for r in diversity.DiversityTask(k=5).evaluate(ctx)}
+    ref_vals = _ref_prdc(ref, gen, 5)  # prdc's real = the reference set, fake = the generated set
+    for name in ("precision", "recall", "density", "coverage"):
+        assert res[name] == pytest.approx(ref_vals[name], abs=1e-12)
+    assert res["precision"] != pytest.approx(_ref_prdc(gen, ref, 5)["precision"])  # the roles matter here
+
+
+def test_both_sets_are_measured_at_the_reference_size_and_scales():
+    rng = np.random.default_rng(7)
+    gen = [rng.integers(0, 255, (224, 224), dtype=np.uint8) for _ in range(6)]
+    ref = [rng.integers(0, 255, (112, 112), dtype=np.uint8) for _ in range(6)]
+    ctx = TaskContext(feature_space="radiomics", rng=np.random.default_rng(0), gen_features=rng.standard_normal((6, 3)),
+                      ref_features=rng.standard_normal((6, 3)), gen_images=lambda: gen, ref_images=lambda: ref)
+    res = {r.metric: r for r in diversity.DiversityTask(msssim_pairs=5).evaluate(ctx)}
+    g, r = res["ms_ssim_intra"].details, res["ms_ssim_intra_reference"].details
+    assert g["size"] == r["size"] == [112, 112] and g["levels"] == r["levels"] and g["resized"] == 6
+    with pytest.raises(DataError, match="dtype float64"):
+        diversity.intra_ms_ssim([im / 255.0 for im in gen], rng=np.random.default_rng(0), n_pairs=2)

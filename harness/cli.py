@@ -140,7 +140,8 @@ def run(
     n: Optional[int] = typer.Option(None, "--n", help="Images to generate (default 800, or all images for --generator images)."),
     n_ref: Optional[int] = typer.Option(None, "--n-ref", help="Reference images (default: same as --n)."),
     train_data: Optional[str] = typer.Option(None, "--train-data", help="Training-set spec for memorisation (default: from the checkpoint, else DATA:train)."),
-    n_train: Optional[int] = typer.Option(None, "--n-train", help="Training images to compare against (default: same as --n)."),
+    n_train: Optional[int] = typer.Option(None, "--n-train", help="Training images the memorization task searches for near-copies (default: same as --n); "
+                                   "copies of training images past these are not found, so use the training set's size."),
     seed: int = typer.Option(0, "--seed", help="Seed for generation and for the tasks' resampling."),
     features: str = typer.Option("inception", "--features", "-f", help="Feature space: inception (FID), radiomics, random-inception, ..."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Weight file of the feature extractor (e.g. inception-2015-12-05.pt)."),

@@ -116,8 +116,17 @@ def memorization(gen: np.ndarray, train: np.ndarray, ref: np.ndarray, *, quantil
     d_g, nn_g = nearest_neighbours(g, t)
     d_r, nn_r = nearest_neighbours(r, t)
     d_t, _ = nearest_neighbours(t, t, exclude_self=True)
-    threshold = float(factor * np.quantile(d_r, quantile))
-    flagged = d_g <= threshold
+    copy_tol = 1e-6 * max(float(np.median(d_r)), 1.0)  # distance of a copy, up to rounding
+    leaked = d_r <= copy_tol
+    if leaked.any():  # held-out images that are in the training set would calibrate the threshold to 0
+        log.warning("memorisation: %d of %d reference images are also in the training set; left out of the "
+                    "calibration (the held-out set should not overlap the training set)", int(leaked.sum()), r.shape[0])
+        if (~leaked).sum() < need:
+            raise DataError(f"memorisation: only {(~leaked).sum()} of {r.shape[0]} reference images are not in the "
+                            f"training set; calibrating the {quantile:g} quantile needs {need}. Use a held-out split "
+                            "that does not overlap the training data")
+    threshold = float(factor * np.quantile(d_r[~leaked], quantile))
+    flagged = d_g <= max(threshold, copy_tol)  # an exact copy is always a copy
     k = int(flagged.sum())
     lo, hi = wilson_interval(k, g.shape[0])
     med_r = float(np.median(d_r))
@@ -125,10 +134,11 @@ def memorization(gen: np.ndarray, train: np.ndarray, ref: np.ndarray, *, quantil
         value=k / g.shape[0], ci_low=lo, ci_high=hi, n=g.shape[0], threshold=threshold, flagged=flagged,
         nearest=nn_g, d_gen=d_g, d_ref=d_r,
         authenticity=float((d_g > d_t[nn_g]).mean()), ref_authenticity=float((d_r > d_t[nn_r]).mean()),
-        ref_flag_rate=float((d_r <= threshold).mean()),
+        ref_flag_rate=float((d_r[~leaked] <= threshold).mean()),
         distance_ratio=float(np.median(d_g) / med_r) if med_r > 0 else float("inf"),
         details={"n_flagged": k, "n_train": t.shape[0], "n_ref": r.shape[0], "quantile": quantile, "factor": factor,
-                 "standardized": standardize, "exact_copies": int((d_g <= 1e-6 * max(med_r, 1.0)).sum()),  # up to rounding
+                 "standardized": standardize, "exact_copies": int((d_g <= copy_tol).sum()),  # up to rounding
+                 "reference_in_training": int(leaked.sum()),
                  "d_gen_quantiles": dict(zip(map(str, SUMMARY_Q), np.percentile(d_g, SUMMARY_Q).round(5).tolist())),
                  "d_ref_quantiles": dict(zip(map(str, SUMMARY_Q), np.percentile(d_r, SUMMARY_Q).round(5).tolist())),
                  "degenerate_threshold": threshold == 0.0},

@@ -44,6 +44,24 @@ def test_copies_found_and_authenticity_rule():
     assert res.authenticity == pytest.approx(float((dgt.min(1) > dtt.min(1)[j]).mean()))
 
 
+def test_reference_overlapping_training_does_not_collapse_the_threshold(caplog):
+    rng = np.random.default_rng(2)
+    train, ref = rng.standard_normal((300, 8)), rng.standard_normal((100, 8))
+    gen = rng.standard_normal((100, 8))
+    gen[:5] = train[[3, 10, 50, 77, 150]]
+    gen[5] = train[20] + 1e-3
+    clean = mem.memorization(gen, train, ref)
+    ref[:10] = train[200:210]  # 10 % of the "held-out" set is training data
+    leaky = mem.memorization(gen, train, ref)
+    assert leaky.details["reference_in_training"] == 10 and not leaky.details["degenerate_threshold"]
+    assert leaky.threshold > 0.5 * clean.threshold
+    assert np.flatnonzero(leaky.flagged).tolist() == [0, 1, 2, 3, 4, 5]
+    assert "also in the training set" in caplog.text
+    ref[:95] = train[100:195]
+    with pytest.raises(DataError, match="not in the training set"):
+        mem.memorization(gen, train, ref)
+
+
 def test_bad_input():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((30, 4))

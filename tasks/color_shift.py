@@ -8,8 +8,10 @@ barely sees. Stages (images → per-image measures → statistics → result)::
     res = color_shift(m_gen, m_ref)             # -> ColourShiftResult
 
 Per image, inside the sector (the row-filled non-black region of :func:`harness.features.radiomics.sector_mask`
-at the native resolution): **chroma** = mean over sector pixels of √(a*² + b*²) in CIELAB
-(``skimage.color.rgb2lab``, D65); **hue** = chroma-weighted circular mean of atan2(b*, a*) over the
+at the native resolution): **chroma** = √(ā*² + b̄*²), the chroma of the sector's mean colour in CIELAB
+(``skimage.color.rgb2lab``, D65; the mean of per-pixel chroma would count zero-mean colour noise as tint:
+per-channel noise of σ = 3 gray levels gives a per-pixel mean chroma of ≈ 2.6, above the default threshold
+for a gray reference, but a mean-colour chroma of ≈ 0); **hue** = chroma-weighted circular mean of atan2(b*, a*) over the
 *chromatic* pixels (chroma > ``chroma_min``), NaN when there are none. Gray images (R = G = B) skip the
 LAB conversion: their chroma is exactly 0.
 
@@ -115,7 +117,9 @@ def image_measures(image: np.ndarray, *, chroma_min: float = 2.0) -> tuple[float
         w = chroma[chromatic]
         angle = np.arctan2(b[chromatic], a[chromatic])
         hue = float(np.degrees(np.arctan2((w * np.sin(angle)).sum(), (w * np.cos(angle)).sum())) % 360.0)
-    return float(chroma.mean()), hue, hist, small.ravel()
+    # the chroma of the mean colour: a tint shifts every pixel the same way and survives the mean, while
+    # zero-mean colour noise (GAN/JPEG output) averages out instead of adding |noise| to every pixel
+    return float(np.hypot(a.mean(), b.mean())), hue, hist, small.ravel()
 
 
 def measure_images(images: Sequence[np.ndarray], *, chroma_min: float = 2.0) -> ImageMeasures:

@@ -106,3 +106,23 @@ def test_task_stores_gallery_and_per_image_csv(tmp_path):
     assert Image.open(ctx.artifacts["color_shift_gallery"]).size[0] > 32
     rows = list(csv.DictReader(ctx.artifacts["color_shift_per_image"].open()))
     assert len(rows) == 30 and rows[5]["flagged"] == "1"
+
+
+def test_chroma_is_the_mean_colour_in_skimage_lab_and_ignores_colour_noise():
+    from skimage.color import rgb2lab
+
+    from harness.features.radiomics import sector_mask
+
+    base = np.repeat(_fan(48, seed=5)[..., None], 3, axis=2)
+    tinted = tint(base, HUES["orange"])
+    m = sector_mask(tinted.max(axis=2) / 255.0)
+    lab = rgb2lab(tinted[m][None] / 255.0)[0]
+    assert cs.image_measures(tinted)[0] == pytest.approx(np.hypot(lab[:, 1].mean(), lab[:, 2].mean()), rel=1e-9)
+    rng = np.random.default_rng(0)  # untinted gray fans with independent zero-mean noise per colour channel
+    noisy = [np.clip(np.repeat(_fan(48, seed=s)[..., None], 3, axis=2) + rng.normal(0, 3, (48, 48, 3))
+                     * (_fan(48, seed=s)[..., None] > 0), 0, 255).astype(np.uint8) for s in range(30)]
+    ref = cs.measure_images([_fan(48, seed=s) for s in range(100, 300)])
+    res = cs.color_shift(cs.measure_images(noisy), ref)
+    assert res.value == 0.0  # the per-pixel mean chroma of these images is ≈ 2.6, above the 2.0 threshold
+    res_t = cs.color_shift(cs.measure_images(noisy[:29] + [tint(noisy[29], HUES["orange"])]), ref)
+    assert np.flatnonzero(res_t.flagged).tolist() == [29]

@@ -20,6 +20,8 @@ Wilson (1927) for binomial CIs; Schuirmann (1987) for TOST.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import warnings
 from itertools import combinations
@@ -54,6 +56,24 @@ EXACT_MAX_COST = 300_000_000
 ORDINAL_MAX_N = 200_000
 
 
+def _rated_rows_only(fn):
+    """Leave out rows whose rating (``dv``) is missing, with a warning, before ``fn`` sees the data: every
+    statistic then works on the same ratings (the CSV import already refuses empty ratings)."""
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        df, dv = bound.arguments["df"], bound.arguments.get("dv", "rating")
+        if isinstance(df, pd.DataFrame) and dv in df.columns and df[dv].isna().any():
+            log.warning("%s: %d row(s) without a %s left out", fn.__name__, int(df[dv].isna().sum()), dv)
+            bound.arguments["df"] = df[df[dv].notna()]
+        return fn(*bound.args, **bound.kwargs)
+
+    return wrapper
+
+
 def _insufficient(n: int) -> str:
     return f"insufficient data (n={n})"
 
@@ -73,6 +93,7 @@ def _groups(df, dv, between, reference="real"):
 
 
 # ----------------------------------------------------------------------------------- paper: Tables 1-3
+@_rated_rows_only
 def descriptives(df: pd.DataFrame, dv: str = "rating", between: str = "source") -> pd.DataFrame:
     """Per-source descriptives (paper Table 3).
 
@@ -89,6 +110,7 @@ def descriptives(df: pd.DataFrame, dv: str = "rating", between: str = "source") 
     return pd.DataFrame(rows)
 
 
+@_rated_rows_only
 def normality(df: pd.DataFrame, dv: str = "rating", between: str = "source") -> pd.DataFrame:
     """Normality tests per source (paper Table 1).
 
@@ -232,6 +254,7 @@ def _mwu_one(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, n_perm: int
     return out
 
 
+@_rated_rows_only
 def mann_whitney_vs_reference(df: pd.DataFrame, dv: str = "rating", between: str = "source", reference: str = "real",
                               *, n_perm: int = 9999, seed: int = 0) -> pd.DataFrame:
     """Mann-Whitney U of each source vs the reference (paper Table 2), treating ratings as independent.
@@ -273,6 +296,7 @@ def mann_whitney_vs_reference(df: pd.DataFrame, dv: str = "rating", between: str
 
 
 # ----------------------------------------------------------------------------------- participant level
+@_rated_rows_only
 def participant_means(df: pd.DataFrame, participants: pd.DataFrame | None = None, dv: str = "rating",
                       between: str = "source", subject: str = "participant_id") -> pd.DataFrame:
     """Each participant's mean rating per source with a 95% t-interval (paper Figure 5 data).
@@ -302,6 +326,7 @@ def _wide_means(df, dv, between, subject):
     return complete, len(wide) - len(complete)
 
 
+@_rated_rows_only
 def friedman(df: pd.DataFrame, dv: str = "rating", between: str = "source",
              subject: str = "participant_id") -> pd.DataFrame:
     """Friedman test on per-participant mean ratings by source, with Kendall's W.
@@ -325,6 +350,7 @@ def friedman(df: pd.DataFrame, dv: str = "rating", between: str = "source",
     return pd.DataFrame([{"n": n, "k": k, "Q": q, "dof": k - 1, "p": p, "W": q / (n * (k - 1)), "note": note}])
 
 
+@_rated_rows_only
 def wilcoxon_posthoc(df: pd.DataFrame, dv: str = "rating", between: str = "source", subject: str = "participant_id",
                      reference: str | None = "real") -> pd.DataFrame:
     """Pairwise Wilcoxon signed-rank tests on participant means, Holm-corrected.
@@ -368,6 +394,7 @@ def wilcoxon_posthoc(df: pd.DataFrame, dv: str = "rating", between: str = "sourc
 
 
 # ------------------------------------------------------------------------------------- models, bootstrap
+@_rated_rows_only
 def ordinal_model(df: pd.DataFrame, dv: str = "rating", between: str = "source", subject: str = "participant_id",
                   reference: str = "real") -> pd.DataFrame:
     """Cumulative-logit (proportional odds) model rating ~ source, participant-clustered standard errors.
@@ -414,6 +441,7 @@ def ordinal_model(df: pd.DataFrame, dv: str = "rating", between: str = "source",
     return pd.DataFrame(rows, columns=cols).assign(se=lambda d: d["se"].where(d["kind"] == "source"))
 
 
+@_rated_rows_only
 def cluster_bootstrap(df: pd.DataFrame, dv: str = "rating", between: str = "source", subject: str = "participant_id",
                       reference: str = "real", *, n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> pd.DataFrame:
     """Participant-clustered bootstrap of each source's mean-rating difference from the reference.
@@ -452,6 +480,7 @@ def cluster_bootstrap(df: pd.DataFrame, dv: str = "rating", between: str = "sour
 
 
 # ------------------------------------------------------------------------------------ agreement, flags
+@_rated_rows_only
 def agreement(df: pd.DataFrame, dv: str = "rating", subject: str = "participant_id", item: str = "image_id",
               between: str = "source", scale: tuple[int, int] = (1, 5)) -> pd.DataFrame:
     """Inter-rater agreement on images rated by >= 2 participants, overall and per source.
@@ -512,6 +541,7 @@ def agreement(df: pd.DataFrame, dv: str = "rating", subject: str = "participant_
     return pd.DataFrame(rows, columns=["source", "measure", "value", "ci_low", "ci_high", "p", "n_images", "k", "note"])
 
 
+@_rated_rows_only
 def artifact_flags(df: pd.DataFrame, flags: tuple[str, ...] | None = None, dv: str = "rating",
                    between: str = "source", reference: str = "real") -> pd.DataFrame:
     """Rate of each artifact flag per source (Wilson 95% CI) and its association with the rating.
@@ -552,6 +582,7 @@ def artifact_flags(df: pd.DataFrame, flags: tuple[str, ...] | None = None, dv: s
                                        "mean_unflagged", "r_pb", "p", "note"])
 
 
+@_rated_rows_only
 def tost_vs_reference(df: pd.DataFrame, dv: str = "rating", between: str = "source", subject: str = "participant_id",
                       reference: str = "real", margin: float = 0.5, alpha: float = 0.05) -> pd.DataFrame:
     """Equivalence (TOST) of each source with the reference on participant-level paired mean differences.

@@ -215,3 +215,20 @@ def test_source_with_one_rating_does_not_crash():
     assert "dropped" in S.friedman(df).iloc[0]["note"]
     S.wilcoxon_posthoc(df), S.tost_vs_reference(df), S.cluster_bootstrap(df, n_boot=50), S.ordinal_model(df)
     S.participant_means(df)
+
+
+def test_missing_ratings_are_left_out_everywhere_alike():
+    from human_eval.examples import make_example_study
+
+    r, _ = make_example_study(0)
+    holed = r.copy()
+    holed["rating"] = holed["rating"].astype(float)
+    holed.loc[holed.index[5], "rating"] = np.nan
+    dropped = r.drop(index=r.index[5])
+    mw_h, mw_d = S.mann_whitney_vs_reference(holed, n_perm=50), S.mann_whitney_vs_reference(dropped, n_perm=50)
+    assert mw_h["U"].tolist() == mw_d["U"].tolist() and mw_h["Z"].tolist() == pytest.approx(mw_d["Z"].tolist())
+    d = S.descriptives(holed).set_index("source")
+    assert d["n"].sum() == 679 and np.isfinite(d["mean"]).all()
+    pm = S.participant_means(holed)
+    assert pm["n"].sum() == 679
+    assert S.friedman(holed).iloc[0]["Q"] == pytest.approx(S.friedman(dropped).iloc[0]["Q"])

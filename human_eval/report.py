@@ -73,7 +73,7 @@ def paper_tables(res: dict[str, pd.DataFrame], reference: str = "real") -> dict[
     mw = res["mann_whitney"]
     t2 = pd.DataFrame({"pair": mw["source"] + " vs " + mw["reference"], "U": mw["U"], "Z": mw["Z"],
                        "asymptotic p": mw["p"], "exact p (no ties)": mw["p_exact"],
-                       "permutation p (ties)": mw["p_perm"], "r": mw["r"]})
+                       "permutation p (ties)": mw["p_perm"], "r": mw["r"], "rated higher": mw["higher"]})
     t3 = res["descriptives"][["source", "mean", "median", "sd", "n"]]
     return {"table1": t1, "table2": t2, "table3": t3}
 
@@ -92,7 +92,8 @@ def _sentences(res: dict[str, pd.DataFrame], reference: str, margin: float) -> l
     out.append(f"**Which source looks most realistic on average?** {best} (mean {d.loc[best, 'mean']:.2f}; "
                f"{reference}: {d.loc[reference, 'mean']:.2f}).")
     mw = res["mann_whitney"]
-    parts = [f"{r.source}: U = {r.U:g}, Z = {r.Z:.2f}, {_p(r.p)}, r = {r.r:.2f}" for r in mw.itertuples()
+    parts = [f"{r.source}: U = {r.U:g}, Z = {r.Z:.2f}, {_p(r.p)}, r = {r.r:.2f} ({r.higher} rated higher)"
+             for r in mw.itertuples()
              if np.isfinite(r.U if r.U is not None else np.nan)]
     out.append("**Mann-Whitney U (paper's test; are ratings of a source and of real images from the same "
                "distribution, treating every rating as independent?)** " + "; ".join(parts) +

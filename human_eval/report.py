@@ -104,8 +104,8 @@ def _sentences(res: dict[str, pd.DataFrame], reference: str, margin: float) -> l
     w = res["wilcoxon_posthoc"]
     ref_rows = w[(w["A"] == reference) | (w["B"] == reference)]
     parts = [f"{r.A} vs {r.B}: mean difference {r.mean_diff:+.2f}, Holm {_p(r.p_holm)}" for r in ref_rows.itertuples()]
-    out.append("**Wilcoxon signed-rank, Holm-corrected (which sources differ from real, participant by "
-               "participant?)** " + "; ".join(parts) + ".")
+    out.append(f"**Wilcoxon signed-rank, Holm-corrected over all {len(w)} source pairs (which sources differ from "
+               f"{reference}, participant by participant?)** " + "; ".join(parts) + ".")
     om = res["ordinal_model"]
     src = om[om["kind"] == "source"]
     if len(src):

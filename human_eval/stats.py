@@ -319,11 +319,21 @@ def participant_means(df: pd.DataFrame, participants: pd.DataFrame | None = None
     return out
 
 
-def _wide_means(df, dv, between, subject):
-    """Participant x source table of mean ratings, complete rows only; also the number dropped."""
+def _wide_means(df, dv, between, subject, *, complete: bool = True):
+    """Participant x source table of mean ratings (complete rows only unless ``complete=False``), and the
+    number of participants dropped."""
     wide = df.groupby([subject, between])[dv].mean().unstack(between)
-    complete = wide.dropna()
-    return complete, len(wide) - len(complete)
+    if not complete:
+        return wide, 0
+    full = wide.dropna()
+    return full, len(wide) - len(full)
+
+
+def _pair(wide: pd.DataFrame, a: str, b: str) -> tuple[pd.DataFrame, str]:
+    """The participants who rated both ``a`` and ``b`` (pairwise complete cases) and a note on the others."""
+    pair = wide[[a, b]].dropna()
+    left = len(wide) - len(pair)
+    return pair, (f"{left} participant(s) without ratings for both sources left out of this pair" if left else "")
 
 
 @_rated_rows_only
@@ -353,7 +363,8 @@ def friedman(df: pd.DataFrame, dv: str = "rating", between: str = "source",
 @_rated_rows_only
 def wilcoxon_posthoc(df: pd.DataFrame, dv: str = "rating", between: str = "source", subject: str = "participant_id",
                      reference: str | None = "real") -> pd.DataFrame:
-    """Pairwise Wilcoxon signed-rank tests on participant means, Holm-corrected.
+    """Pairwise Wilcoxon signed-rank tests on participant means, Holm-corrected. Each pair uses every participant
+    who rated both sources (pairwise complete cases; the others are counted in ``note``).
 
     Uses ``scipy.stats.wilcoxon`` on the paired differences rounded to 1e-9 (so equal means tie exactly;
     two-sided, scipy's default method: exact without ties/zeros, normal approximation otherwise, as
@@ -368,28 +379,29 @@ def wilcoxon_posthoc(df: pd.DataFrame, dv: str = "rating", between: str = "sourc
     """
     from statsmodels.stats.multitest import multipletests
 
-    wide, dropped = _wide_means(df, dv, between, subject)
+    wide, _ = _wide_means(df, dv, between, subject, complete=False)
     order = [s for s in source_order(df, between, reference) if s in wide.columns]
     rows = []
     for a, b in combinations(order, 2):
-        d = np.round((wide[a] - wide[b]).to_numpy(), 9)  # equal means must tie / be zero despite float error
+        pair, left = _pair(wide, a, b)
+        d = np.round((pair[a] - pair[b]).to_numpy(), 9)  # equal means must tie / be zero despite float error
         n = d.size
-        row = {"A": a, "B": b, "n": n, "mean_A": wide[a].mean(), "mean_B": wide[b].mean(), "mean_diff": d.mean()}
+        row = {"A": a, "B": b, "n": n, "mean_A": pair[a].mean(), "mean_B": pair[b].mean(),
+               "mean_diff": d.mean() if n else np.nan}
         if n < 2 or not np.any(d != 0):
-            row.update(W=np.nan, rbc=np.nan, p=np.nan, note=_insufficient(n) if n < 2 else "all differences zero")
+            why = _insufficient(n) if n < 2 else "all differences zero"
+            row.update(W=np.nan, rbc=np.nan, p=np.nan, note="; ".join(x for x in (why, left) if x))
         else:
             res = sps.wilcoxon(d)
             rk = sps.rankdata(np.abs(d[d != 0]))
             rp, rm = rk[d[d != 0] > 0].sum(), rk[d[d != 0] < 0].sum()
-            row.update(W=res.statistic, rbc=(rp - rm) / (rp + rm), p=res.pvalue, note="")
+            row.update(W=res.statistic, rbc=(rp - rm) / (rp + rm), p=res.pvalue, note=left)
         rows.append(row)
     out = pd.DataFrame(rows, columns=["A", "B", "n", "mean_A", "mean_B", "mean_diff", "W", "rbc", "p", "note"])
     ok = out["p"].notna().to_numpy()
     out["p_holm"] = np.nan
     if ok.any():
         out.loc[ok, "p_holm"] = multipletests(out.loc[ok, "p"].to_numpy(), method="holm")[1]
-    if dropped:
-        out["note"] = out["note"].where(out["note"] != "", f"{dropped} incomplete participant(s) dropped")
     return out[["A", "B", "n", "mean_A", "mean_B", "mean_diff", "W", "rbc", "p", "p_holm", "note"]]
 
 
@@ -585,7 +597,8 @@ def artifact_flags(df: pd.DataFrame, flags: tuple[str, ...] | None = None, dv: s
 @_rated_rows_only
 def tost_vs_reference(df: pd.DataFrame, dv: str = "rating", between: str = "source", subject: str = "participant_id",
                       reference: str = "real", margin: float = 0.5, alpha: float = 0.05) -> pd.DataFrame:
-    """Equivalence (TOST) of each source with the reference on participant-level paired mean differences.
+    """Equivalence (TOST) of each source with the reference on participant-level paired mean differences
+    (every participant who rated both; the others are counted in ``note``).
 
     "Indistinguishable from real" is claimed when both one-sided t-tests reject, i.e. the 90% CI of the mean
     paired difference lies inside (-margin, +margin) rating points (default margin 0.5 on a 1-5 scale).
@@ -597,16 +610,17 @@ def tost_vs_reference(df: pd.DataFrame, dv: str = "rating", between: str = "sour
         ``source, reference, n, mean_diff, sd_diff, ci90_low, ci90_high, margin, p_lower, p_upper, p``
         (= max of the two one-sided p), ``equivalent`` (p < alpha), ``note``.
     """
-    wide, dropped = _wide_means(df, dv, between, subject)
+    wide, _ = _wide_means(df, dv, between, subject, complete=False)
     rows = []
     for s in source_order(df, between, reference):
-        if s == reference or reference not in wide.columns:
+        if s == reference or reference not in wide.columns or s not in wide.columns:
             continue
-        d = (wide[s] - wide[reference]).to_numpy()
+        pair, left = _pair(wide, s, reference)
+        d = (pair[s] - pair[reference]).to_numpy()
         n = d.size
-        row = {between: s, "reference": reference, "n": n, "margin": margin, "note": ""}
+        row = {between: s, "reference": reference, "n": n, "margin": margin, "note": left}
         if n < 2:
-            rows.append({**row, "note": _insufficient(n)})
+            rows.append({**row, "note": "; ".join(x for x in (_insufficient(n), left) if x)})
             continue
         m, sd = d.mean(), d.std(ddof=1)
         se = sd / np.sqrt(n)
@@ -618,7 +632,6 @@ def tost_vs_reference(df: pd.DataFrame, dv: str = "rating", between: str = "sour
         h = sps.t.ppf(1 - alpha, n - 1) * se
         p = max(p_lo, p_hi)
         rows.append({**row, "mean_diff": m, "sd_diff": sd, "ci90_low": m - h, "ci90_high": m + h, "p_lower": p_lo,
-                     "p_upper": p_hi, "p": p, "equivalent": bool(p < alpha),
-                     "note": f"{dropped} incomplete participant(s) dropped" if dropped else ""})
+                     "p_upper": p_hi, "p": p, "equivalent": bool(p < alpha)})
     return pd.DataFrame(rows, columns=[between, "reference", "n", "mean_diff", "sd_diff", "ci90_low", "ci90_high",
                                        "margin", "p_lower", "p_upper", "p", "equivalent", "note"])

@@ -232,3 +232,20 @@ def test_missing_ratings_are_left_out_everywhere_alike():
     pm = S.participant_means(holed)
     assert pm["n"].sum() == 679
     assert S.friedman(holed).iloc[0]["Q"] == pytest.approx(S.friedman(dropped).iloc[0]["Q"])
+
+
+def test_pairwise_tests_use_every_participant_who_rated_both_sources():
+    r, _ = make_example_study(0)
+    gone = r["participant_id"].unique()[0]
+    unbalanced = r[~((r["participant_id"] == gone) & (r["source"] == "cut"))]  # one rater never saw CUT
+    w = S.wilcoxon_posthoc(unbalanced).set_index(["A", "B"])
+    assert w.loc[("real", "sd"), "n"] == 17 and w.loc[("real", "cut"), "n"] == 16
+    assert "left out" in w.loc[("real", "cut"), "note"] and w.loc[("real", "sd"), "note"] == ""
+    means = unbalanced.groupby(["participant_id", "source"])["rating"].mean().unstack()
+    ref = sps.wilcoxon(np.round((means["real"] - means["sd"]).to_numpy(), 9))
+    assert w.loc[("real", "sd"), "p"] == pytest.approx(ref.pvalue) and w.loc[("real", "sd"), "W"] == ref.statistic
+    t = S.tost_vs_reference(unbalanced).set_index("source")
+    assert t.loc["sd", "n"] == 17 and t.loc["cut", "n"] == 16
+    x, y = means["sd"], means["real"]
+    assert t.loc["sd", "p"] == pytest.approx(pg.tost(x, y, bound=0.5, paired=True)["pval"].iloc[0], rel=1e-6)
+    assert S.friedman(unbalanced).iloc[0]["n"] == 16  # Friedman needs complete cases

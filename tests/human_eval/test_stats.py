@@ -249,3 +249,11 @@ def test_pairwise_tests_use_every_participant_who_rated_both_sources():
     x, y = means["sd"], means["real"]
     assert t.loc["sd", "p"] == pytest.approx(pg.tost(x, y, bound=0.5, paired=True)["pval"].iloc[0], rel=1e-6)
     assert S.friedman(unbalanced).iloc[0]["n"] == 16  # Friedman needs complete cases
+
+
+def test_permutation_p_of_a_source_does_not_depend_on_the_other_sources():
+    r, _ = make_example_study(0)
+    full = S.mann_whitney_vs_reference(r, n_perm=300).set_index("source")
+    alone = S.mann_whitney_vs_reference(r[r["source"].isin(["real", "cyclegan"])], n_perm=300).set_index("source")
+    assert alone.loc["cyclegan", "p_perm"] == full.loc["cyclegan", "p_perm"]
+    assert 0.005 < full.loc["cyclegan", "p_perm"] < 0.1  # not at the floor 1/(n_perm+1), so the stream matters

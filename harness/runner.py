@@ -30,6 +30,7 @@ from harness.distributed import Dist, runs, shard
 from harness.errors import DataError, UsageError
 from harness.imageset import ImageSet, run_key, sha256_file, writer_lock
 from harness.provenance import git_sha, versions
+from harness.seeding import named_rng
 from tasks.base import MetricResult, TaskContext
 
 log = logging.getLogger(__name__)
@@ -42,11 +43,6 @@ class Reporter:
     @contextlib.contextmanager
     def stage(self, description: str, total: int | None) -> Iterator[Callable[..., None]]:
         yield lambda k, total=None: None
-
-
-def task_rng(seed: int, task: str) -> np.random.Generator:
-    """The random stream of one task in a run: a function of (seed, task name) only."""
-    return np.random.default_rng([int(seed), int.from_bytes(hashlib.sha256(task.encode()).digest()[:8], "little")])
 
 
 def default_home() -> Path:
@@ -380,7 +376,7 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> RunOutcome | None:
         for name, task in task_objs:
             with reporter.stage(f"task {name}", None) as advance:
                 ctx.progress = advance
-                ctx.rng = task_rng(req.seed, name)  # each task its own stream: results do not depend on task order
+                ctx.rng = named_rng(req.seed, name)  # each task its own stream: results do not depend on task order
                 for r in task.evaluate(ctx):
                     if extractor is not None and r.feature_space is None and task.spec.needs_features:
                         r = dataclasses.replace(r, feature_space=extractor.feature_space)

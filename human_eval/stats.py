@@ -21,7 +21,6 @@ Wilson (1927) for binomial CIs; Schuirmann (1987) for TOST.
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 import logging
 import warnings
@@ -30,6 +29,8 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+
+from harness.seeding import named_rng
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +288,7 @@ def mann_whitney_vs_reference(df: pd.DataFrame, dv: str = "rating", between: str
             rows.append({between: s, "reference": reference, "n1": x.size, "n2": y.size,
                          "note": _insufficient(min(x.size, y.size))})
             continue
-        res = _mwu_one(x, y, _source_rng(seed, s), n_perm)  # own stream: other sources do not change this p
+        res = _mwu_one(x, y, named_rng(seed, s), n_perm)  # own stream: other sources do not change this p
         res["higher"] = s if res["mean_rank"] > res["mean_rank_ref"] else reference
         rows.append({between: s, "reference": reference, **res})
     cols = [between, "reference", "n1", "n2", "U", "U1", "mean_rank", "mean_rank_ref", "Z", "p", "p_exact", "p_perm",
@@ -317,11 +318,6 @@ def participant_means(df: pd.DataFrame, participants: pd.DataFrame | None = None
         keep = [c for c in ("experience_years", "weekly_readings") if c in participants.columns]
         out = out.merge(participants[[subject, *keep]], on=subject, how="left")
     return out
-
-
-def _source_rng(seed: int, source: str) -> np.random.Generator:
-    """A random stream that depends only on (seed, source)."""
-    return np.random.default_rng([int(seed), int.from_bytes(hashlib.sha256(str(source).encode()).digest()[:8], "little")])
 
 
 def _wide_means(df, dv, between, subject, *, complete: bool = True):

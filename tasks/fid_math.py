@@ -15,6 +15,7 @@ d × d route whenever s > d (same numbers, cheaper there).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -252,19 +253,16 @@ class GenGram:
         workers = usable_cpus() if workers is None else max(1, int(workers))
         rest = self._rest(weights)
         tr = np.empty(len(weights))
-        with threadpool_limits(1, user_api="blas"):
+        with threadpool_limits(1, user_api="blas"), contextlib.ExitStack() as stack:
             if workers == 1 or len(weights) == 1:
                 values: Iterable[float] = map(self._trace_sqrt, weights)
-                for i, v in enumerate(values):
-                    tr[i] = v
-                    if progress is not None:
-                        progress(1)
             else:
-                with ThreadPoolExecutor(min(workers, len(weights))) as pool:
-                    for i, v in enumerate(pool.map(self._trace_sqrt, weights)):
-                        tr[i] = v
-                        if progress is not None:
-                            progress(1)
+                pool = stack.enter_context(ThreadPoolExecutor(min(workers, len(weights))))
+                values = pool.map(self._trace_sqrt, weights)
+            for i, v in enumerate(values):
+                tr[i] = v
+                if progress is not None:
+                    progress(1)
         return rest - 2.0 * tr
 
 

@@ -348,6 +348,7 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> RunOutcome | None:
         ctx = TaskContext(feature_space=extractor.feature_space if extractor else None,
                           rng=np.random.default_rng(req.seed),
                           feature_substitute=bool(extractor and extractor.substitute),
+                          metric_namer=extractor.metric_name if extractor else None,
                           artifacts_dir=gen_set.root / "artifacts" / run_id if run_id else None)
         if extractor is not None:
             from harness.features.cache import FeatureCache

@@ -41,6 +41,9 @@ class MetricResult:
     higher_is_better: bool = False
     feature_space: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    #: True when computed in a stand-in feature space (random-init network): set by the task from
+    #: ``TaskContext.feature_substitute`` and stored with the result; the leaderboard reads it, never guesses.
+    substitute: bool = False
 
 
 @dataclass
@@ -70,6 +73,17 @@ class TaskContext:
     #: ``progress(k, total=None)``: report k more units of work done (``total`` sets the stage's size) so
     #: long tasks show a progress bar; a no-op unless the runner supplies one.
     progress: Callable[..., None] = field(default=lambda k, total=None: None)
+    #: ``metric_namer(family) -> name``: the extractor's naming rule (``FD`` → ``FID``/``FD_<space>``, ...);
+    #: the runner passes ``extractor.metric_name``. Tasks name their results through :meth:`metric_name`.
+    metric_namer: Callable[[str], str] | None = None
+
+    def metric_name(self, family: str) -> str:
+        """The stored name of a ``family`` result (``FD``, ``KD``, ``MMD``) in this context's feature space."""
+        if self.metric_namer is not None:
+            return self.metric_namer(family)
+        from harness.features.base import metric_name
+
+        return metric_name(self.feature_space, family)
 
 
 class Task(ABC):

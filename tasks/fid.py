@@ -38,7 +38,6 @@ from typing import Any
 import numpy as np
 
 from harness.errors import DataError, UsageError
-from harness.features.base import metric_prefix
 from harness.registry import tasks as task_registry
 from tasks.base import MetricResult, Task, TaskContext, TaskSpec
 from tasks.fid_math import (
@@ -377,10 +376,11 @@ def _kid(g, ref, rng, weights, subsets, subset_size, ci, block) -> DistanceResul
     })
 
 
-def metric_names(feature_space: str) -> dict[str, str]:
-    """Leaderboard names: FID / FID_inf / KID in Inception space, FD_<s> / FD_<s>_inf / KD_<s> elsewhere."""
-    prefix = metric_prefix(feature_space)
-    return {"fid": prefix, "fid_inf": f"{prefix}_inf", "kid": "KID" if feature_space == "inception" else f"KD_{feature_space}"}
+def metric_names(ctx: TaskContext) -> dict[str, str]:
+    """Leaderboard names from the extractor's naming rule: FID / FID_inf / KID in Inception space,
+    FD_<s> / FD_<s>_inf / KD_<s> elsewhere."""
+    fd = ctx.metric_name("FD")
+    return {"fid": fd, "fid_inf": f"{fd}_inf", "kid": ctx.metric_name("KD")}
 
 
 @task_registry.register("fid")
@@ -407,7 +407,7 @@ class FIDTask(Task):
         stats = ctx.ref_stats() if ctx.ref_stats is not None else None
         res = fid_family(ctx.gen_features, ctx.ref_features, ref_stats=stats, rng=ctx.rng, metrics=wanted,
                          progress=ctx.progress, **p)
-        names = metric_names(space)
+        names = metric_names(ctx)
         out = []
         for key in METRICS:
             if key not in res:
@@ -417,5 +417,5 @@ class FIDTask(Task):
             if ctx.feature_substitute:
                 details["substitute"] = f"{space} is a stand-in feature space (random-init weights): NOT {names[key]} as published"
             out.append(MetricResult(names[key], r.value, r.ci_low, r.ci_high, r.n, higher_is_better=False,
-                                    feature_space=space, details=details))
+                                    feature_space=space, details=details, substitute=ctx.feature_substitute))
         return out

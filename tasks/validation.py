@@ -118,7 +118,7 @@ def validate_metrics(*, n: int = 400, n_ref: int | None = None, size: int = 128,
     if prepare is not None:
         prepare()
     space = extractor.feature_space
-    fd_name = f"FD_{space}" if space != "inception" else "FID"
+    fd_name = extractor.metric_name("FD")
     sub = " (substitute feature space)" if extractor.substitute else ""
 
     def feats(images):

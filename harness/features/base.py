@@ -43,6 +43,10 @@ class FeatureExtractor(ABC):
         """Readable cache-key component: ``<name>-<weights id>-p<preprocessing version>``."""
         return f"{self.name}-{self.weights_id()}-p{self.preprocessing_version}"
 
+    def metric_name(self, family: str) -> str:
+        """Name of a result of metric ``family`` (``FD``, ``KD``, ``MMD``) in this space: see :func:`metric_name`."""
+        return metric_name(self.feature_space, family)
+
     @classmethod
     def availability(cls) -> str:
         """One line for ``harness list``: whether needed weights are present."""
@@ -58,6 +62,15 @@ def resolve_device(device: str = "auto") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def metric_prefix(feature_space: str) -> str:
-    """``FID`` for the Inception space, ``FD_<space>`` for every other space."""
-    return "FID" if feature_space == "inception" else f"FD_{feature_space}"
+#: Metric families and their published names in the Inception space (the only space that may say "FID"/"KID").
+INCEPTION_NAMES = {"FD": "FID", "KD": "KID"}
+
+
+def metric_name(feature_space: str | None, family: str) -> str:
+    """The one naming rule: ``FID``/``KID`` in the Inception space, ``<family>_<space>`` in every other space
+    (``FD_radiomics``, ``KD_dinov2``, ``MMD_radiomics``). Extractors may override :meth:`FeatureExtractor.metric_name`
+    (CLIP calls its MMD ``CMMD``)."""
+    if feature_space == "inception" and family in INCEPTION_NAMES:
+        return INCEPTION_NAMES[family]
+    return f"{family}_{feature_space or 'unknown'}"
+

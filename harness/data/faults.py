@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from harness.data.base import SampleBatch
+from harness.data.labels import CONDITIONS, SPLIT_IDS
 from harness.errors import UsageError
 
 FORMS = ("tint:<fraction>:<hue>", "drop-condition:<name>", "copy-train:<fraction>[:<pool>]",
@@ -78,7 +79,6 @@ def parse_hue(spec: str, text: str) -> float:
 
 def parse_fault(spec: str) -> Fault:
     """Parse one fault spec; a malformed spec raises :class:`UsageError` naming it and the valid forms."""
-    from harness.data.phantom import CONDITIONS
 
     parts = str(spec).strip().split(":")
     kind, args = parts[0].lower(), parts[1:]
@@ -169,7 +169,6 @@ def apply_faults(batch: SampleBatch, faults: Sequence[Fault], source, split: str
     ``source`` is the :class:`~harness.data.phantom.PhantomSource` (for ``copy-train``); ``marks`` holds the
     specs already applied at render time per sample.
     """
-    from harness.data.phantom import SPLIT_IDS
 
     split_id = SPLIT_IDS[split]
     images = list(batch.images)

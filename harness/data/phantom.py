@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from harness.data.base import DataSource, SampleBatch
+from harness.data.labels import AGES, CONDITION_WEIGHTS, CONDITIONS, LABEL_NAMES, LABELS, SPLIT_IDS  # noqa: F401 (re-exported)
 from harness.errors import UsageError
 from harness.registry import datasets
 
@@ -40,28 +41,6 @@ log = logging.getLogger(__name__)
 
 PHANTOM_VERSION = "1"
 
-#: Label enum of the phantom's label maps (uint8 values).
-LABELS: dict[str, int] = {
-    "background": 0,  # outside the ultrasound sector
-    "tissue": 1,  # sector tissue around the heart
-    "myocardium": 2,  # ventricular free walls and atrial walls
-    "lv": 3,
-    "rv": 4,
-    "la": 5,
-    "ra": 6,
-    "ivs": 7,  # interventricular septum
-    "ias": 8,  # interatrial septum
-    "mitral": 9,  # mitral valve leaflets
-    "tricuspid": 10,  # tricuspid valve leaflets
-    "pericardium": 11,
-}
-LABEL_NAMES: tuple[str, ...] = tuple(sorted(LABELS, key=LABELS.get))
-
-CONDITIONS: tuple[str, ...] = ("normal", "asd", "vsd", "dilated-lv", "dilated-rv", "lvh")
-CONDITION_WEIGHTS: dict[str, float] = {"normal": 0.4, "asd": 0.12, "vsd": 0.12, "dilated-lv": 0.12,
-                                       "dilated-rv": 0.12, "lvh": 0.12}
-AGES: tuple[str, ...] = ("child", "adult")
-SPLIT_IDS: dict[str, int] = {"train": 0, "test": 1, "reference": 2}
 
 # stream numbers inside one sample's seed sequence
 _STREAM_CONDITION, _STREAM_GEOMETRY, _STREAM_RENDER = 0, 1, 2

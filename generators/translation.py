@@ -21,10 +21,8 @@ states, RNG states and image pools; plain tensors/containers, loaded with ``torc
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +30,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from generators.base import GeneratedBatch, Generator, replace_config
+from generators.base import GeneratedBatch, Generator, replace_config, resume_check
 from harness.errors import DataError, UsageError
+from harness.io import atomic_write, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -198,12 +197,6 @@ def load_source_label_maps(n: int, size: int, seed: int) -> np.ndarray:
 
 
 # checkpoints ----------------------------------------------------------------------------------------
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(out_dir: Path, model: str, config: TranslationConfig, nets: dict, state: dict,
                     epoch: int, iteration: int, n_labels: int) -> None:
     import torch
@@ -214,8 +207,8 @@ def save_checkpoint(out_dir: Path, model: str, config: TranslationConfig, nets: 
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, net in nets.items():
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
-        _atomic_write(out_dir / f"{name}.safetensors", lambda p, t=tensors: save_file(t, str(p), metadata={"model": model}))
-    _atomic_write(out_dir / TRAINING_STATE, lambda p: torch.save(state, p))
+        atomic_write(out_dir / f"{name}.safetensors", lambda p, t=tensors: save_file(t, str(p), metadata={"model": model}))
+    atomic_write(out_dir / TRAINING_STATE, lambda p: torch.save(state, p))
     meta = {
         "format_version": FORMAT_VERSION,
         "model": model,
@@ -225,7 +218,7 @@ def save_checkpoint(out_dir: Path, model: str, config: TranslationConfig, nets: 
         "label_encoding": {"kind": "grey 2k/(K-1)-1, 3 channels", "num_labels": n_labels},
         "networks": {name: {"file": f"{name}.safetensors", "parameters": count_parameters(net)} for name, net in nets.items()},
     }
-    _atomic_write(out_dir / "config.json", lambda p: p.write_text(json.dumps(meta, indent=2)))
+    atomic_write(out_dir / "config.json", lambda p: p.write_text(json.dumps(meta, indent=2)))
 
 
 def read_checkpoint_meta(checkpoint_dir: Path, model: str, needed: Sequence[str]) -> dict:
@@ -260,14 +253,6 @@ def load_weights(net, path: Path, device: str) -> None:
             f"{path}: weights do not fit the network in config.json (missing {result.missing_keys[:3]}, "
             f"unexpected {result.unexpected_keys[:3]})"
         )
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # the adapter base class -------------------------------------------------------------------------------
@@ -322,20 +307,14 @@ class TranslationGenerator(Generator):
 
         config = self.resolve_config(config)
         out_dir = Path(out_dir)
-        existing = out_dir / "config.json"
         start_epoch, iteration, state = 0, 0, None
-        if existing.is_file() and resume:
-            meta = read_checkpoint_meta(out_dir, self.name, [self.sampler])
-            if meta["config"] != dataclasses.asdict(config) and not force:
-                diff = sorted(k for k, v in dataclasses.asdict(config).items() if meta["config"].get(k) != v)
-                raise UsageError(f"{out_dir} was trained with a different config ({', '.join(diff)}); "
-                                 "resume with the same config, or pass force to continue anyway")
+        meta = resume_check(out_dir, dataclasses.asdict(config), lambda: read_checkpoint_meta(out_dir, self.name, [self.sampler]),
+                            resume=resume, force=force, what=self.name)
+        if meta is not None:
             start_epoch, iteration = int(meta["epoch"]), int(meta["iteration"])
             if not (out_dir / TRAINING_STATE).is_file():
                 raise DataError(f"{out_dir}: cannot resume, {TRAINING_STATE} is missing")
             state = torch.load(out_dir / TRAINING_STATE, map_location="cpu", weights_only=True)
-        elif existing.is_file() and not force:
-            raise UsageError(f"{out_dir} already holds a checkpoint; pass resume to continue it or force to overwrite it")
 
         self.device = resolve_device(device)
         torch.manual_seed(config.seed)
@@ -429,7 +408,7 @@ class TranslationGenerator(Generator):
     def fingerprint(self) -> dict:
         out = super().fingerprint()
         if self.checkpoint is not None:
-            out["weights_sha256"] = _sha256(self.checkpoint / f"{self.sampler}.safetensors")
+            out["weights_sha256"] = sha256_file(self.checkpoint / f"{self.sampler}.safetensors")
             out["config"] = dataclasses.asdict(self.config) if self.config else None
         return out
 

@@ -329,7 +329,7 @@ def export_results(
 
     Example: harness export --format csv --out results.csv
     """
-    from harness.imageset import atomic_write_bytes
+    from harness.io import atomic_write_bytes
     from harness.store import Store
 
     if fmt not in ("csv", "parquet"):

@@ -370,6 +370,7 @@ def _meta(config, base_model, train, split, data, stats, step, total, loss, n_lo
         "rank": config.rank, "alpha": config.alpha, "targets": config.targets,
         "target_modules": config.target_modules, "lora_parameters": n_lora,
         "resolution": config.resolution, "image_size": data.source_size,
+        "train_data": train.spec_for(split),  # the training set's data spec: `harness run`'s default training set
         "data": {"source": train.fingerprint(), "split": split, "n_captioned": data.n_captioned,
                  "n_regularisation": len(data) - data.n_captioned, "ids": data.ids},
         "captions": stats, "prompts_file": PROMPTS_NAME,

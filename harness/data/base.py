@@ -160,3 +160,17 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     if image.shape[2] == 4:
         return image[:, :, :3]
     return image
+
+
+def resize_frame(image: np.ndarray, size: int, *, nearest: bool = False) -> np.ndarray:
+    """A grey frame (or label map, ``nearest=True``) resized to ``size`` × ``size`` the way EchoNet and CAMUS frames
+    are: area interpolation down, bicubic up; ``size`` 0 keeps the native size."""
+    import cv2
+
+    if not size or image.shape[:2] == (size, size):
+        return image
+    if nearest:
+        interp = cv2.INTER_NEAREST
+    else:
+        interp = cv2.INTER_AREA if size < max(image.shape[:2]) else cv2.INTER_CUBIC
+    return cv2.resize(image, (size, size), interpolation=interp)

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 import skimage.draw
 
-from harness.data.base import DataSource, SampleBatch, split_at
+from harness.data.base import DataSource, SampleBatch, resize_frame, split_at
 from harness.errors import DataError, UsageError
 from harness.registry import datasets
 
@@ -193,13 +193,7 @@ class EchoNetSource(DataSource):
         return out
 
     def _resize(self, image: np.ndarray, nearest: bool = False) -> np.ndarray:
-        if not self.size or image.shape == (self.size, self.size):
-            return image
-        if nearest:
-            interp = cv2.INTER_NEAREST
-        else:
-            interp = cv2.INTER_AREA if self.size < max(image.shape) else cv2.INTER_CUBIC
-        return cv2.resize(image, (self.size, self.size), interpolation=interp)
+        return resize_frame(image, self.size, nearest=nearest)
 
     def iter_batches(self, split: str, n: int, *, start: int = 0, batch_size: int = 64) -> Iterator[SampleBatch]:
         self.check_split(split)

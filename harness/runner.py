@@ -61,7 +61,7 @@ def default_home() -> Path:
 class RunRequest:
     generator: str
     tasks: list[str]
-    data: str = "phantom"
+    data: str | None = None  # default: the source of the checkpoint's training data, else the phantom
     reference: str | None = None
     n: int | None = None
     n_ref: int | None = None
@@ -141,7 +141,7 @@ def plan(req: RunRequest, dist: Dist) -> RunPlan:
     needs = {flag: any(getattr(t.spec, flag) for _, t in tasks) for flag in ("needs_features", "needs_reference", "needs_train")}
     device = dist.device(req.device)
     extractors = _plan_extractors(req.features, device, req.weights) if needs["needs_features"] else []
-    data = DataSpec.parse(req.data)
+    data = DataSpec.parse(req.data or "phantom")
     gen_cls = registry.generators.get(req.generator)
     options = dict(req.generator_options)
     if data.split is not None and getattr(gen_cls, "samples_data_split", False):
@@ -149,6 +149,9 @@ def plan(req: RunRequest, dist: Dist) -> RunPlan:
     gen: Generator = gen_cls(data=data.source, **options)
     ck_hash = checkpoint_hash(req.checkpoint)
     gen.load(req.checkpoint, device)
+    if req.data is None and gen.train_data:  # a checkpoint trained on CAMUS is scored against CAMUS by default
+        trained_on = DataSpec.parse(gen.train_data)
+        data = DataSpec(trained_on.name, trained_on.arg, None, trained_on.source)
     n = req.n if req.n is not None else gen.default_n()
     if n < 2:
         raise UsageError(f"--n must be at least 2 (got {n})")
@@ -335,7 +338,7 @@ def record(store, p: RunPlan, run_id: str, sets: ImageSets, results: list[tuple[
 def _start_run(store, p: RunPlan) -> str:
     req = p.request
     return store.start_run(
-        generator=req.generator, checkpoint_hash=p.checkpoint_hash, data_source=req.data,
+        generator=req.generator, checkpoint_hash=p.checkpoint_hash, data_source=str(p.data),
         reference=str(p.reference.spec) if p.reference else None, n=p.n, seed=req.seed, feature_space=p.spaces,
         config=jsonable({"request": dataclasses.asdict(req), "generator": p.generator.describe(),
                          "extractors": {e.feature_space: e.fingerprint() for e in p.extractors},

@@ -112,16 +112,18 @@ class FolderSource(DataSource):
         subs = [s for s in SUBFOLDER_SPLITS if (root / s).is_dir()]
         self.layout = "subfolders" if subs else "hash"
         parts: dict[str, _Split] = {}
+        every: list[Path] = []  # `all`: file-name order (hash split), or train, val, test in turn (sub-folders)
         for name in subs or [None]:
             files, lm_dir, cap = _image_layout(root / name if name else root)
             if lm_dir is not None:
                 _check_labelmaps(files, lm_dir)
             captions = read_captions(cap) if cap is not None else {}
+            every += files
             if name:
                 parts[name] = _Split(files, lm_dir, captions)
             else:
                 parts = {s: _Split([p for p in files if hash_split(p.name) == s], lm_dir, captions) for s in ("train", "test")}
-        parts["all"] = _Split([p for s in parts.values() for p in s.files], None, {})
+        parts["all"] = _Split(every, None, {})
         self.parts = parts
         self.splits = ("all", *[s for s in SUBFOLDER_SPLITS if s in parts])  # instance: this folder's splits
         if "val" in parts:

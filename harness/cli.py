@@ -116,7 +116,7 @@ def print_results(outcomes, as_json: bool) -> None:
                 sys.stdout.write(json.dumps({
                     "run_id": o.run_id, "generator": o.generator, "task": task, "metric": r.metric,
                     "value": r.value, "ci_low": r.ci_low, "ci_high": r.ci_high,
-                    "feature_space": r.feature_space, "n": r.n, "substitute_features": o.substitute,
+                    "feature_space": r.feature_space, "n": r.n, "substitute_features": r.substitute,
                 }) + "\n")
         return
     table = Table(title="EchoBench results", show_lines=False)
@@ -125,7 +125,7 @@ def print_results(outcomes, as_json: bool) -> None:
     for o in outcomes:
         for task, r in o.results:
             ci = f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if r.ci_low is not None else "—"
-            space = (r.feature_space or "—") + (" (substitute, not FID)" if o.substitute else "")
+            space = (r.feature_space or "—") + (" (substitute, not FID)" if r.substitute else "")
             arrow = "↑" if r.higher_is_better else "↓"
             table.add_row(o.generator, task, f"{r.metric} {arrow}", _fmt(r.value), ci, space, str(r.n or "—"), o.run_id[:8])
     out.print(table)

@@ -157,7 +157,7 @@ def resume_check(out_dir: Path, config: dict, read_meta: Callable[[], dict], *, 
     if not resume:
         if force:
             return None
-        raise UsageError(f"{out_dir} already holds a {what} checkpoint; pass resume to continue it or force to overwrite it")
+        raise UsageError(f"{out_dir} already holds a checkpoint ({what}); pass resume to continue it or force to overwrite it")
     meta = read_meta()
     if meta.get("config") != config and not force:
         diff = sorted(k for k, v in config.items() if (meta.get("config") or {}).get(k) != v)

@@ -199,6 +199,11 @@ class FolderSource(DataSource):
             )
 
     @property
+    def captions(self) -> dict[str, tuple[str, str | None]]:
+        """Every ``captions.csv`` row of this folder (file name → (caption, condition)), all splits together."""
+        return {k: v for name, part in self.parts.items() if name != "all" for k, v in part.captions.items()}
+
+    @property
     def has_label_maps(self) -> bool:  # type: ignore[override]
         return all(s.labelmap_dir is not None for name, s in self.parts.items() if name != "all")
 

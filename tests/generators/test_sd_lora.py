@@ -273,12 +273,12 @@ def test_folder_captions_bad_input(tiny_base, tmp_path):
     cfg = CFG.replace(n_captioned=2, n_regularisation=2, max_steps=1)
     d = _folder(tmp_path, 4, {"im00.png": "ASD, four words here", "gone.png": "x", "lost.png": "y"})
     with pytest.raises(DataError, match="gone.png, lost.png"):
-        train_lora(FolderSource(d), tmp_path / "o1", cfg, base=str(tiny_base))
+        train_lora(FolderSource(d), tmp_path / "o1", cfg, base=str(tiny_base), split="all")
     (d / "captions.csv").write_text("file,caption\nim00.png,a caption\nim01.png,\n")
     with pytest.raises(DataError, match="non-empty caption"):
-        train_lora(FolderSource(d), tmp_path / "o2", cfg, base=str(tiny_base))
+        train_lora(FolderSource(d), tmp_path / "o2", cfg, base=str(tiny_base), split="all")
     (d / "captions.csv").write_text("file,caption\nim03.png,a b c\nim01.png,a b c d e\n")
-    out = train_lora(FolderSource(d), tmp_path / "o3", cfg, base=str(tiny_base))
+    out = train_lora(FolderSource(d), tmp_path / "o3", cfg, base=str(tiny_base), split="all")
     meta = json.loads((out / "config.json").read_text())
     assert meta["data"]["ids"] == ["im01.png", "im03.png", "im00.png", "im02.png"]
     assert meta["captions"]["mean_words"] == 4.0

@@ -56,6 +56,9 @@ class Generator(ABC):
     config_class: ClassVar[type | None] = None
     train_data: str | None = None  # data spec of the training set (set by load() from checkpoint metadata)
     presets: ClassVar[dict[str, Any]] = {}
+    #: A baseline is shown on the leaderboard as a labelled reference row (e.g. ``"noise floor"``), never
+    #: ranked; ``None`` for a generator that competes. Recorded with every run (``describe()``).
+    baseline: ClassVar[str | None] = None
 
     def __init__(self, **options: Any):
         self.options = options
@@ -94,7 +97,15 @@ class Generator(ABC):
             "trainable": self.trainable,
             "batch_size_invariant": self.batch_size_invariant,
             "presets": sorted(self.presets),
+            "baseline": self.baseline,
         }
+
+    @classmethod
+    def stand_in(cls, description: dict) -> str | None:
+        """Why images made by the generator that ``description`` (what :meth:`describe` returned, as stored
+        with a run) describes are a demo rather than a result, e.g. ``"tiny preset"``; ``None`` for a real
+        model. The leaderboard marks such runs "demo" and keeps them out of the ranked view by default."""
+        return None
 
     def default_n(self) -> int:
         """How many images ``harness run`` generates when ``--n`` is not given."""

@@ -18,6 +18,7 @@ from harness.registry import generators
 @generators.register("real")
 class RealGenerator(Generator):
     uses_seed = False
+    baseline = "noise floor"
     description = "Held-out real images of a data source (the noise floor)"
 
     def __init__(self, *, data: DataSource, split: str | None = None, **options: Any):

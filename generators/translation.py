@@ -444,6 +444,16 @@ class TranslationGenerator(Generator):
         return out
 
     @classmethod
+    def stand_in(cls, description: dict) -> str | None:
+        """``"tiny preset"`` when the recorded config has the ``tiny`` preset's networks (image size, netG, ngf,
+        ndf): a demo model whatever its epochs."""
+        config, tiny = description.get("config"), cls.presets.get("tiny")
+        if not isinstance(config, dict) or tiny is None:
+            return None
+        arch = ("image_size", "netG", "ngf", "ndf")
+        return "tiny preset" if all(config.get(k) == getattr(tiny, k) for k in arch) else None
+
+    @classmethod
     def describe_preset(cls, preset: str) -> dict:
         """The networks of ``preset`` with parameter counts (built on the meta device: no memory, no weights)."""
         import torch

@@ -211,6 +211,12 @@ class SDLoRAGenerator(Generator):
         return out
 
     @classmethod
+    def stand_in(cls, description: dict) -> str | None:
+        """``"tiny random SD base"`` when the LoRA was trained on the random-weight tiny base."""
+        base = description.get("base")
+        return "tiny random SD base" if isinstance(base, dict) and base.get("kind") == "tiny" else None
+
+    @classmethod
     def describe_preset(cls, preset: str) -> dict:
         """Networks of ``preset`` with parameter counts, built on the meta device (no weights needed).
 

@@ -117,7 +117,7 @@ def board_frame(table: tbl.Table, all_metrics: bool, fractions: bool) -> tuple[p
 
 def leaderboard_tab(table: tbl.Table) -> None:
     if table.empty:
-        hidden = (f" {table.hidden_demo} demo row(s) are hidden: tick *Show demo runs* in the sidebar (›)."
+        hidden = (f" {table.hidden_demo} demo result(s) are hidden: tick *Show demo runs* in the sidebar (›)."
                   if table.hidden_demo else "")
         st.warning("No results match the filters." + hidden)
         return
@@ -129,7 +129,7 @@ def leaderboard_tab(table: tbl.Table) -> None:
                              help="Beside each value: where the generator lies between the no-learning floor (0%) "
                                   "and the noise floor (100%) on that metric, when both baselines have a value.")
     shown, config, order = board_frame(table, all_metrics, fractions)
-    role = ["ref" if b is not None else ("demo" if d is not None else "") for b, d in
+    role = ["ref" if isinstance(b, str) else ("demo" if isinstance(d, str) else "") for b, d in
             zip(table.info["baseline"], table.info["demo"])]
 
     def style(row: pd.Series) -> list[str]:
@@ -155,7 +155,8 @@ def leaderboard_tab(table: tbl.Table) -> None:
         notes.append("Orange rows are **demo** runs (stand-ins: " + "; ".join(sorted(set(table.info["demo"].dropna())))
                      + "): they show the pipeline works, not how good a model is.")
     elif table.hidden_demo:
-        notes.append(f"{table.hidden_demo} demo row(s) hidden (made with stand-ins): *Show demo runs* in the sidebar.")
+        notes.append(f"{table.hidden_demo} demo result(s) hidden (made with stand-ins: a random-weight feature space, "
+                     "a tiny preset, the tiny random SD base): *Show demo runs* in the sidebar (›).")
     st.caption(" ".join(notes))
     st.download_button("Download CSV", table.to_csv, file_name="echobench_leaderboard.csv", mime="text/csv",
                        on_click="ignore")
@@ -167,12 +168,13 @@ def gallery_tab(table: tbl.Table) -> None:
         st.info("No generator matches the filters.")
         return
     sets, real = gallery_sets(table)
-    names, rows = thumbs.gallery(sets, real, rows=GALLERY_ROWS)
+    names, rows, uncond = thumbs.gallery(sets, real, rows=GALLERY_ROWS)
     if not rows:
         st.caption("No image set of these runs is on this machine (moved, or the runs were made elsewhere).")
         return
     st.caption("Each row: one phantom condition (label map) as every generator renders it, the real image of that "
-               "condition first." if "condition" in rows[0] else
+               "condition first." + (f" Unconditional generators ({', '.join(uncond)}): their i-th image." if uncond
+                                     else "") if "condition" in rows[0] else
                "Each row: image i of every generator's set (these sets record no conditions to line up).")
     header = st.columns([1] + [2] * len(names))
     header[0].markdown("**condition**")

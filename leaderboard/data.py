@@ -101,7 +101,9 @@ def substitute_column(conn) -> ColumnElement:
 
 def is_true(stored: Any) -> bool:
     """A stored flag (``substitute_column``'s value) as a bool: absent, 0 and false are False."""
-    return stored is not None and str(stored).strip().lower() not in ("", "0", "false", "none", "null")
+    if stored is None or (isinstance(stored, float) and np.isnan(stored)):
+        return False
+    return str(stored).strip().lower() not in ("", "0", "false", "none", "null")
 
 
 @functools.lru_cache(maxsize=256)

@@ -46,7 +46,7 @@ nav{background:#0f1b33;padding:10px 20px}nav a{color:#fff;margin-right:18px;text
 nav a[aria-current]{border-bottom:2px solid #fff}
 h1{font-size:24px;margin:8px 0 4px}h2{font-size:18px;margin:28px 0 8px}
 p.lead,.note{color:var(--muted)}
-table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums;table-layout:auto}
+table{border-collapse:collapse;font-variant-numeric:tabular-nums;table-layout:auto}
 th,td{border-bottom:1px solid var(--line);padding:6px 8px;text-align:left;vertical-align:middle}
 th{font-size:13px;background:#f8f9fb;position:sticky;top:0}
 th[title]{cursor:help;text-decoration:underline dotted}
@@ -106,10 +106,10 @@ def table_html(table: tbl.Table, columns: list[tbl.Column], thumbs_of: dict | No
     rows = []
     for key in table.value.index:
         info = table.info.loc[key]
-        cls = "ref" if info["baseline"] is not None else "demo" if info["demo"] is not None else ""
+        cls = "ref" if isinstance(info["baseline"], str) else "demo" if isinstance(info["demo"], str) else ""
         g, ck = key
         name = _e(g) + ("" if ck == data.NO_CHECKPOINT else f" <small>{_e(ck[:12])}</small>")
-        if info["demo"] is not None:
+        if isinstance(info["demo"], str):
             name += f" <span class=tag title='{_e(info['demo'])}'>demo</span>"
         cells = [f"<td class=rank>{_e(info['rank'])}</td>", f"<td>{name}</td>"]
         if thumbs_of is not None:
@@ -223,7 +223,7 @@ def build_site(engine, out: Path) -> dict[str, bytes]:
         if not table.ranked.any():
             body.append("<p class=note>No generator is ranked yet: only the baselines have been scored.</p>")
         body.append("<h2 id=all>Every metric</h2>" + table_html(table, table.columns, None))
-    demo_keys = [k for k in every.value.index if every.info.at[k, "demo"] is not None]
+    demo_keys = [k for k in every.value.index if isinstance(every.info.at[k, "demo"], str)]
     if demo_keys:
         sub = tbl.Table(every.value.loc[demo_keys], every.ci_low.loc[demo_keys], every.ci_high.loc[demo_keys],
                         every.info.loc[demo_keys], every.columns)
@@ -232,14 +232,19 @@ def build_site(engine, out: Path) -> dict[str, bytes]:
                     "space (random weights), a tiny preset or the tiny random SD base: they show that the pipeline "
                     "works, not how good a model is.</p>" + table_html(sub, cols, thumbs_of, fractions=False))
 
-    # FID-vs-1/N fits
+    # FID-vs-1/N fits: for each row, the latest run that stored each FD∞ column of the table
     figs = []
     if not table.empty:
-        for key, run_id in zip(table.value.index, table.info["run_id"]):
-            for run in data.runs_of(results, *key)[:1] or [run_id]:
-                res = data.run_results(engine, run)
+        shown = tbl.apply_filters(results, tbl.Filters())
+        inf_metrics = {c.metric for c in table.columns if c.metric.endswith("_inf")}
+        latest = (shown[shown["metric"].isin(inf_metrics)].sort_values("order")
+                  .drop_duplicates(["generator", "checkpoint", "metric", "feature_space"], keep="last"))
+        for key in table.value.index:
+            mine = latest[(latest["generator"] == key[0]) & (latest["checkpoint"] == key[1])]
+            for run_id in dict.fromkeys(mine["run_id"]):
+                res = data.run_results(engine, run_id)
                 for metric, details in zip(res["metric"], res["details"]):
-                    fit = data.fid_inf_fit(details)
+                    fit = data.fid_inf_fit(details) if metric in inf_metrics else None
                     if fit is not None:
                         name = f"plots/fid_inf-{slug(*key)}-{slug(metric)}.svg"
                         files[name] = fid_inf_svg(fit, metric, f"{key[0]}: {metric}")
@@ -280,12 +285,14 @@ def build_site(engine, out: Path) -> dict[str, bytes]:
         if g not in sets:
             sets[g] = path
             real = g if base == "noise floor" and real is None else real
-    names, rows = thumbs.gallery(sets, real, rows=GALLERY_ROWS)
+    names, rows, uncond = thumbs.gallery(sets, real, rows=GALLERY_ROWS)
     gbody = ["<h1>Gallery</h1>"]
     if rows:
         by_cond = "condition" in rows[0]
         gbody.append("<p class=lead>" + ("Each row: one phantom condition (label map) as every generator renders it, "
-                                         "the real image first." if by_cond else
+                                         "the real image first." + (
+                                             f" Unconditional generators ({', '.join(uncond)}): their i-th image."
+                                             if uncond else "") if by_cond else
                                          "Each row: image i of every generator's set.") + "</p>")
         head = "<tr><th>condition</th>" + "".join(f"<th>{_e(n)}</th>" for n in names) + "</tr>"
         trs = []

@@ -179,7 +179,7 @@ class Table:
     ci_high: pd.DataFrame
     info: pd.DataFrame
     columns: list[Column] = field(default_factory=list)
-    hidden_demo: int = 0  # rows left out because every result they had was made with a stand-in
+    hidden_demo: int = 0  # demo results left out (Filters.include_demo is off)
 
     @property
     def empty(self) -> bool:
@@ -261,10 +261,6 @@ def _headlines(meta: pd.DataFrame) -> set[str]:
     return out
 
 
-def _row_keys(results: pd.DataFrame) -> set[tuple[str, str]]:
-    return set(zip(results["generator"], results["checkpoint"]))
-
-
 def main_table(results: pd.DataFrame, filters: Filters = Filters()) -> Table:
     """Pivot results into the leaderboard: for each (generator, checkpoint) and column, the latest stored value
     passing ``filters``. Rows: the best reference row, the ranked rows (best first by the first headline
@@ -272,8 +268,8 @@ def main_table(results: pd.DataFrame, filters: Filters = Filters()) -> Table:
     res = apply_filters(results, filters)
     keys = ["generator", "checkpoint"]
     hidden = 0
-    if not filters.include_demo:  # rows that only demo results would bring in
-        hidden = len(_row_keys(apply_filters(results, dataclasses.replace(filters, include_demo=True))) - _row_keys(res))
+    if not filters.include_demo:  # demo results the other filters would let in
+        hidden = len(apply_filters(results, dataclasses.replace(filters, include_demo=True))) - len(res)
     if res.empty:
         return _empty_table(hidden)
     res = res.assign(header=[metric_header(m, s, bool(h), bool(sub)) for m, s, h, sub in
@@ -312,16 +308,16 @@ def main_table(results: pd.DataFrame, filters: Filters = Filters()) -> Table:
         "imageset_path": last_run["imageset_path"],
     }).reindex(value.index)
     info["baseline"] = info["baseline"].astype(object).where(info["baseline"].notna(), None)
-    info["demo"] = [demo.get(k) for k in info.index]
+    info["demo"] = pd.Series([demo.get(k) for k in info.index], index=info.index, dtype=object)
 
     sort_col = columns[0]
     x = value[sort_col.header].astype(float)
     sort_key = (-x if sort_col.higher_is_better else x).fillna(np.inf)
     by_value = sorted(value.index, key=lambda k: (sort_key[k], k))
-    base = [k for k in by_value if info.at[k, "baseline"] is not None]
-    rest = [k for k in by_value if info.at[k, "baseline"] is None]
-    ranked = [k for k in rest if info.at[k, "demo"] is None]
-    demo_rows = [k for k in rest if info.at[k, "demo"] is not None]
+    base = [k for k in by_value if isinstance(info.at[k, "baseline"], str)]
+    rest = [k for k in by_value if not isinstance(info.at[k, "baseline"], str)]
+    ranked = [k for k in rest if not isinstance(info.at[k, "demo"], str)]
+    demo_rows = [k for k in rest if isinstance(info.at[k, "demo"], str)]
     rows = base[:1] + ranked + demo_rows + base[1:]
     rank = {k: str(i + 1) for i, k in enumerate(ranked)}
     info["rank"] = [rank.get(k) or info.at[k, "baseline"] or "demo" for k in info.index]

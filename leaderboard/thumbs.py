@@ -93,20 +93,23 @@ def manifest(imageset_path: str | None) -> list[dict]:
     return sorted(out, key=lambda e: e.get("index", 0))
 
 
-def gallery(sets: dict[str, str | None], real: str | None = None, rows: int = 4) -> tuple[list[str], list[dict[str, Path]]]:
+def gallery(sets: dict[str, str | None], real: str | None = None,
+            rows: int = 4) -> tuple[list[str], list[dict[str, Path]], list[str]]:
     """Line up images of several image sets: ``sets`` maps a column name (generator) to its image set path;
     ``real`` names the column of real images, put first.
 
-    Returns ``(columns, rows)``: each row maps column → image path and has the key ``"condition"`` when the
-    row is one condition (the first image of that condition in every set that has one); otherwise rows are
-    image indices 0, 1, … ``rows`` rows at most; conditions in sorted order.
+    Returns ``(columns, rows, unconditional)``: each row maps column → image path and has the key
+    ``"condition"`` when the row is one condition (in each set the image of the same source label map as the
+    first column's, else the first image of that condition); sets that record no condition
+    (``unconditional``) show their i-th image in row i. Without shared conditions rows are image indices.
+    ``rows`` rows at most; conditions in sorted order.
     """
     names = ([real] if real in sets else []) + [g for g in sets if g != real]
     entries = {g: manifest(sets[g]) for g in names}
     entries = {g: e for g, e in entries.items() if e}
     names = [g for g in names if g in entries]
     if not names:
-        return [], []
+        return [], [], []
     by_cond: dict[str, dict[str, Path]] = {}
     sources: dict[str, str] = {}  # condition → source_id of the first set's image (the real one when present)
     for g in names:
@@ -122,11 +125,15 @@ def gallery(sets: dict[str, str | None], real: str | None = None, rows: int = 4)
                 if str(cond) not in sources and e.get("source_id") is not None:
                     sources[str(cond)] = e["source_id"]
     shared = [c for c in sorted(by_cond) if len(by_cond[c]) >= 2]
+    unconditional = [g for g in names if not any(e.get("condition") for e in entries[g])]
     if shared:
-        return names, [{"condition": c, **by_cond[c]} for c in shared[:rows]]
+        out = [{"condition": c, **by_cond[c]} for c in shared[:rows]]
+        for i, row in enumerate(out):
+            row.update({g: Path(sets[g]) / entries[g][i]["file"] for g in unconditional if i < len(entries[g])})
+        return names, out, unconditional
     out = []
     for i in range(rows):
         row = {g: Path(sets[g]) / entries[g][i]["file"] for g in names if i < len(entries[g])}
         if row:
             out.append(row)
-    return names, out
+    return names, out, unconditional

@@ -294,12 +294,13 @@ def main_table(results: pd.DataFrame, filters: Filters = Filters()) -> Table:
     value, ci_low, ci_high = value[order], ci_low[order], ci_high[order]
 
     last_run = res.sort_values("order").groupby(keys, sort=False).tail(1).set_index(keys)
+    subs = res[res["substitute"].astype(bool)].groupby(keys)["feature_space"].agg(lambda x: ", ".join(sorted(set(x))))
+    stands = res.dropna(subset=["stand_in"]).groupby(keys)["stand_in"].agg(lambda x: sorted(set(x)))
+    subs, stands = dict(zip(subs.index, subs.to_numpy())), dict(zip(stands.index, stands.to_numpy()))
     demo = {}
-    for key, g in res.groupby(keys, sort=False):
-        reasons = sorted({s for s in g["stand_in"].dropna()} |
-                         ({"stand-in features (" + ", ".join(sorted(set(g.loc[g["substitute"], "feature_space"]))) + ")"}
-                          if g["substitute"].any() else set()))
-        demo[key] = "; ".join(reasons) if reasons else None
+    for key in set(subs) | set(stands):
+        reasons = sorted(list(stands.get(key, [])) + ([f"stand-in features ({subs[key]})"] if key in subs else []))
+        demo[key] = "; ".join(reasons)
     info = pd.DataFrame({
         "run_id": last_run["run_id"], "data": last_run["data"], "N": last_run["run_n"],
         "started": last_run["started_at"].dt.strftime("%Y-%m-%d %H:%M"),
@@ -313,14 +314,15 @@ def main_table(results: pd.DataFrame, filters: Filters = Filters()) -> Table:
     sort_col = columns[0]
     x = value[sort_col.header].astype(float)
     sort_key = (-x if sort_col.higher_is_better else x).fillna(np.inf)
-    by_value = sorted(value.index, key=lambda k: (sort_key[k], k))
-    base = [k for k in by_value if isinstance(info.at[k, "baseline"], str)]
-    rest = [k for k in by_value if not isinstance(info.at[k, "baseline"], str)]
-    ranked = [k for k in rest if not isinstance(info.at[k, "demo"], str)]
-    demo_rows = [k for k in rest if isinstance(info.at[k, "demo"], str)]
+    by_value = [k for _, k in sorted(zip(sort_key.to_numpy().tolist(), sort_key.index))]
+    role = dict(zip(info.index, info["baseline"]))
+    base = [k for k in by_value if isinstance(role[k], str)]
+    rest = [k for k in by_value if not isinstance(role[k], str)]
+    ranked = [k for k in rest if k not in demo]
+    demo_rows = [k for k in rest if k in demo]
     rows = base[:1] + ranked + demo_rows + base[1:]
     rank = {k: str(i + 1) for i, k in enumerate(ranked)}
-    info["rank"] = [rank.get(k) or info.at[k, "baseline"] or "demo" for k in info.index]
+    info["rank"] = [rank.get(k) or role[k] or "demo" for k in info.index]
     return Table(value.loc[rows], ci_low.loc[rows], ci_high.loc[rows], info.loc[rows], columns, hidden)
 
 

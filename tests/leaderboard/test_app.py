@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import subprocess
 import sys
 
-import numpy as np
-import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from leaderboard import APP_PATH
 from leaderboard.app import FIRST_RUN, NO_STUDY
-from tests.leaderboard.conftest import import_example_study
+from tests.leaderboard.conftest import copy_with_matching_study, import_example_study
 
 
 def _app(monkeypatch, url: str) -> AppTest:
@@ -105,19 +102,7 @@ def test_filters_narrow_the_table(monkeypatch, seeded_db):
 
 def test_agreement_tab_with_a_matching_study(monkeypatch, seeded_db, tmp_path):
     """A synthetic study rating the seeded generators: Kendall τ of each metric vs mean rating."""
-    from harness.store import Store
-    from human_eval.db import import_study
-    from human_eval.schema import study_from_frames
-
-    path = tmp_path / "copy.db"
-    with sqlite3.connect(seeded_db.removeprefix("sqlite:///")) as src, sqlite3.connect(path) as dst:
-        src.backup(dst)  # a file copy could miss pages still in the WAL
-    url = f"sqlite:///{path}"
-    rng = np.random.default_rng(1)
-    rows = [{"participant_id": f"P{p}", "image_id": f"{s}-{i}", "source": s,
-             "rating": int(np.clip(round(rng.normal(mu, 0.7)), 1, 5))}
-            for p in range(4) for s, mu in (("real", 4.5), ("images", 3.0), ("labelmap", 1.2)) for i in range(5)]
-    import_study(Store(url), study_from_frames(pd.DataFrame(rows)), "zz-agreement", config={"synthetic": True})
+    url = copy_with_matching_study(seeded_db, tmp_path / "copy.db")
     at = _app(monkeypatch, url)
     assert at.sidebar.selectbox[0].value == "zz-agreement"  # newest study selected
     tau = next(d.value for d in at.dataframe if "tau" in d.value.columns).set_index("metric")

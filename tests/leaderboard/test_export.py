@@ -16,6 +16,7 @@ from harness.errors import UsageError
 from leaderboard import data
 from leaderboard.export import export_site
 from tests.browser import browser_page, needs_chromium, screenshot
+from tests.leaderboard.conftest import copy_with_matching_study
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +90,19 @@ def test_export_refuses_a_folder_that_is_not_an_export(seeded_db, tmp_path):
     with pytest.raises(UsageError, match="not an earlier EchoBench export"):
         export_site(data.connect(seeded_db), tmp_path / "mine")
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
+
+
+def test_agreement_plot_when_generators_are_rated(seeded_db, tmp_path):
+    url = copy_with_matching_study(seeded_db, tmp_path / "rated.db")
+    out = tmp_path / "site"
+    files = [p.relative_to(out).as_posix() for p in export_site(data.connect(url), out)]
+    assert "plots/agreement-FD_radiomics-radiomics.svg" in files
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert "Metrics vs clinicians" in index and "src='plots/agreement-FD_radiomics-radiomics.svg'" in index
+    svg = (out / "plots/agreement-FD_radiomics-radiomics.svg").read_text(encoding="utf-8")
+    assert "Kendall τ = +1.00" in svg  # real < images < labelmap in FD, as rated
+    human = (out / "human.html").read_text(encoding="utf-8")
+    assert "zz-agreement" in human
 
 
 @needs_chromium

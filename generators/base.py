@@ -89,8 +89,9 @@ class Generator(ABC):
         return {"generator": self.name, "options": _jsonable(self.options)}
 
     def describe(self) -> dict:
-        """What ``harness describe generator NAME`` prints."""
-        return {
+        """What ``harness describe generator NAME`` prints (and each run records in its config). Subclasses that
+        add keys the :meth:`stand_in` verdict depends on set ``out["stand_in"] = self.stand_in(out)`` again."""
+        out = {
             "name": self.name,
             "description": self.description,
             "conditions": list(self.conditions),
@@ -99,6 +100,8 @@ class Generator(ABC):
             "presets": sorted(self.presets),
             "baseline": self.baseline,
         }
+        out["stand_in"] = type(self).stand_in(out)
+        return out
 
     @classmethod
     def stand_in(cls, description: dict) -> str | None:

@@ -431,6 +431,7 @@ class TranslationGenerator(Generator):
         if self.checkpoint is not None:
             out["weights_sha256"] = _sha256(self.checkpoint / f"{self.sampler}.safetensors")
             out["config"] = dataclasses.asdict(self.config) if self.config else None
+        out["stand_in"] = self.stand_in(out)
         return out
 
     def describe(self) -> dict:
@@ -441,6 +442,7 @@ class TranslationGenerator(Generator):
             out["checkpoint"] = str(self.checkpoint)
             out["networks"] = {k: count_parameters(v) for k, v in self.nets.items()}
             out["config"] = dataclasses.asdict(self.config) if self.config else None
+        out["stand_in"] = self.stand_in(out)
         return out
 
     @classmethod

@@ -120,20 +120,22 @@ def _generator_class(name: str) -> type | None:
 
 def generator_role(generator: str, config: dict | None) -> tuple[str | None, str | None]:
     """``(baseline, stand_in)`` of a run, learned from what the run stored: the generator description in its
-    config (``config["generator"]``: ``baseline``; the adapter's :meth:`~generators.base.Generator.stand_in`
-    reads the recorded networks / base model). Runs stored before ``baseline`` was recorded get the
-    registered class's declaration."""
+    config (``config["generator"]``, what :meth:`generators.base.Generator.describe` returned: ``baseline``,
+    ``stand_in``). Runs stored before these keys were recorded ask the registered class (its ``baseline``;
+    its :meth:`~generators.base.Generator.stand_in` on the stored description), importing its module."""
     desc = (config or {}).get("generator") if isinstance(config, dict) else None
     desc = desc if isinstance(desc, dict) else {}
+    if "baseline" in desc and "stand_in" in desc:  # recorded: nothing to import
+        return (str(desc["baseline"]) if desc["baseline"] else None), (str(desc["stand_in"]) if desc["stand_in"] else None)
     cls = _generator_class(generator)
     baseline = desc["baseline"] if "baseline" in desc else getattr(cls, "baseline", None)
-    stand_in = None
-    if cls is not None and hasattr(cls, "stand_in"):
+    stand_in = desc.get("stand_in")
+    if "stand_in" not in desc and cls is not None and hasattr(cls, "stand_in"):
         try:
             stand_in = cls.stand_in(desc)
         except Exception:  # a plug-in's hook must not break the page  # noqa: BLE001
             log.warning("generator %r: stand_in() failed on the stored description", generator, exc_info=True)
-    return (str(baseline) if baseline else None), stand_in
+    return (str(baseline) if baseline else None), (str(stand_in) if stand_in else None)
 
 
 def load_results(engine: Engine | None) -> pd.DataFrame:

@@ -208,6 +208,7 @@ class SDLoRAGenerator(Generator):
             out.update(checkpoint=str(self.checkpoint), base=self.meta["base"], rank=self.meta["rank"],
                        targets=self.meta["targets"], lora_parameters=self.meta["lora_parameters"],
                        steps=self.steps, guidance=self.guidance, scheduler=self.scheduler)
+        out["stand_in"] = self.stand_in(out)
         return out
 
     @classmethod

@@ -224,3 +224,29 @@ def test_run_with_a_space_free_metric_has_headers(tmp_path):
                zip(res["metric"], res["feature_space"], res["higher_is_better"], res["substitute"])]
     assert headers == ["FD_radiomics ↓ [radiomics]", "colour_shift_rate ↓ [none]",
                        "FD_random-inception ↓ [random-inception]", "FD_x ↓ [x, DEMO: stand-in features]"]
+
+
+def test_roles_recorded_by_describe_are_read_without_importing_torch(tmp_path):
+    """New runs record ``baseline`` and ``stand_in`` (Generator.describe); the leaderboard reads them from the
+    stored config and imports no generator module (CycleGAN's would import torch)."""
+    import subprocess
+    import sys
+
+    from generators.real import RealGenerator
+    from harness.data.base import open_data_spec
+    from harness.store import Store
+
+    desc = RealGenerator(data=open_data_spec("phantom")[0]).describe()
+    assert desc["baseline"] == "noise floor" and desc["stand_in"] is None
+    url = f"sqlite:///{tmp_path / 'roles.db'}"
+    store = Store(url)
+    run_id = store.start_run(generator="cyclegan", data_source="phantom", n=20, seed=0, status="ok",
+                             config={"generator": {"name": "cyclegan", "baseline": None, "stand_in": "tiny preset"}})
+    store.finish_run(run_id, [dict(task="fid", metric="FD_radiomics", value=1.0, n=20, feature_space="radiomics")])
+    code = ("import sys; from leaderboard import data, table; "
+            f"r = data.load_results(data.connect({url!r})); "
+            "assert r['stand_in'].tolist() == ['tiny preset'] and r['baseline'].tolist() == [None], r; "
+            "assert table.main_table(r).empty and table.main_table(r).hidden_demo == 1; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

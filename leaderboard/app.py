@@ -150,7 +150,8 @@ def leaderboard_tab(table: tbl.Table) -> None:
              "Gray rows are **reference rows** (baselines), not competitors: the *noise floor* (real images against "
              "real images) is the best a generator can reach, the *no-learning floor* what a model that learned "
              "nothing scores." + ("" if n_ranked else " No generator is ranked yet: train one (`harness train "
-                                                          "cyclegan`) and `harness run` it.")]
+                                                          "--generator cyclegan --preset paper --out ck/cyclegan`) "
+                                                          "and `harness run` it.")]
     if (table.info["demo"].notna()).any():
         notes.append("Orange rows are **demo** runs (stand-ins: " + "; ".join(sorted(set(table.info["demo"].dropna())))
                      + "): they show the pipeline works, not how good a model is.")

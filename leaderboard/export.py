@@ -180,7 +180,8 @@ def agreement_svg(scores: pd.DataFrame, column: tbl.Column, tau: float | None) -
 
 # ---------------------------------------------------------------------------------------------- build
 def _results_files(results: pd.DataFrame) -> tuple[bytes, bytes]:
-    frame = results.sort_values("order", kind="stable").drop(columns=["order"]).copy()
+    # local image-set paths say nothing to a visitor (and name the exporting machine's folders)
+    frame = results.sort_values("order", kind="stable").drop(columns=["order", "imageset_path"]).copy()
     frame["started_at"] = frame["started_at"].dt.strftime("%Y-%m-%dT%H:%M:%S%z")
     csv = frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
     records = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}

@@ -18,6 +18,7 @@ from harness.registry import generators
 @generators.register("real")
 class RealGenerator(Generator):
     uses_seed = False
+    samples_data_split = True
     baseline = "noise floor"
     description = "Held-out real images of a data source (the noise floor)"
 

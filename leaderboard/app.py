@@ -168,7 +168,7 @@ def gallery_tab(table: tbl.Table) -> None:
     if table.empty:
         st.info("No generator matches the filters.")
         return
-    sets, real = gallery_sets(table)
+    sets, real = thumbs.gallery_sets(table.value.index, table.info["imageset_path"], table.info["baseline"])
     names, rows, uncond = thumbs.gallery(sets, real, rows=GALLERY_ROWS)
     if not rows:
         st.caption("No image set of these runs is on this machine (moved, or the runs were made elsewhere).")
@@ -187,18 +187,6 @@ def gallery_tab(table: tbl.Table) -> None:
         for cell, name in zip(cells[1:], names):
             if name in row:
                 cell.image(str(row[name]), width="stretch")
-
-
-def gallery_sets(table: tbl.Table) -> tuple[dict[str, str | None], str | None]:
-    """Gallery columns: one image set per generator (its top row), and which one holds real images."""
-    sets: dict[str, str | None] = {}
-    real = None
-    for (g, _c), path, base in zip(table.value.index, table.info["imageset_path"], table.info["baseline"]):
-        if g not in sets:
-            sets[g] = path
-            if base == "noise floor" and real is None:
-                real = g
-    return sets, real
 
 
 def _gallery(paths, caption: str, width: int = 128) -> None:

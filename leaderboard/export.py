@@ -280,12 +280,7 @@ def build_site(engine, out: Path) -> dict[str, bytes]:
     files["index.html"] = _page("EchoBench leaderboard", "index.html", "\n".join(body), pages).encode("utf-8")
 
     # gallery
-    sets: dict[str, str | None] = {}
-    real = None
-    for (g, _c), path, base in zip(table.value.index, table.info["imageset_path"], table.info["baseline"]):
-        if g not in sets:
-            sets[g] = path
-            real = g if base == "noise floor" and real is None else real
+    sets, real = thumbs.gallery_sets(table.value.index, table.info["imageset_path"], table.info["baseline"])
     names, rows, uncond = thumbs.gallery(sets, real, rows=GALLERY_ROWS)
     gbody = ["<h1>Gallery</h1>"]
     if rows:

@@ -93,6 +93,20 @@ def manifest(imageset_path: str | None) -> list[dict]:
     return sorted(out, key=lambda e: e.get("index", 0))
 
 
+def gallery_sets(keys, paths, baselines) -> tuple[dict[str, str | None], str | None]:
+    """Gallery columns from the leaderboard's rows (``(generator, checkpoint)`` keys, image-set paths, baseline
+    roles, in table order): one image set per generator (its first row) and the generator of the real images
+    (the noise floor)."""
+    sets: dict[str, str | None] = {}
+    real = None
+    for (g, _c), path, base in zip(keys, paths, baselines):
+        if g not in sets:
+            sets[g] = path
+            if base == "noise floor" and real is None:
+                real = g
+    return sets, real
+
+
 def gallery(sets: dict[str, str | None], real: str | None = None,
             rows: int = 4) -> tuple[list[str], list[dict[str, Path]], list[str]]:
     """Line up images of several image sets: ``sets`` maps a column name (generator) to its image set path;

@@ -46,6 +46,7 @@ def register(app: typer.Typer) -> None:
         from leaderboard import APP_PATH
 
         prefix = f"/{base_path.strip('/')}" if base_path else ""
-        extra = ("--server.baseUrlPath", base_path.strip("/")) if base_path else ()
+        extra = ("--client.toolbarMode", "viewer")  # visitors get no "Deploy"/developer menu
+        extra += ("--server.baseUrlPath", base_path.strip("/")) if base_path else ()
         typer.echo(f"EchoBench leaderboard on http://{address or 'localhost'}:{port}{prefix}/ (Ctrl-C to stop)", err=True)
         raise typer.Exit(serve(APP_PATH, url, port, address=address, extra=extra))

@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from streamlit.testing.v1 import AppTest
 
     from leaderboard import APP_PATH, data
+    from leaderboard import table as tbl
 
     path = args.db or Path(tempfile.mkdtemp()) / "bench.db"
     url = f"sqlite:///{path}"
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     fill_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    table = data.main_table(data.load_results(data.connect(url)))
+    table = tbl.main_table(data.load_results(data.connect(url)))
     pivot_s = time.perf_counter() - t0
 
     os.environ["ECHOBENCH_DB"] = url

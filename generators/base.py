@@ -59,6 +59,9 @@ class Generator(ABC):
     #: True for adapters that sample a data source's split (``real``, ``labelmap``): ``--data SRC@split`` picks it
     samples_data_split: ClassVar[bool] = False
     presets: ClassVar[dict[str, Any]] = {}
+    #: A baseline is shown on the leaderboard as a labelled reference row (e.g. ``"noise floor"``), never
+    #: ranked; ``None`` for a generator that competes. Recorded with every run (``describe()``).
+    baseline: ClassVar[str | None] = None
 
     def __init__(self, **options: Any):
         self.options = options
@@ -89,15 +92,26 @@ class Generator(ABC):
         return {"generator": self.name, "options": jsonable(self.options)}
 
     def describe(self) -> dict:
-        """What ``harness describe generator NAME`` prints."""
-        return {
+        """What ``harness describe generator NAME`` prints (and each run records in its config). Subclasses that
+        add keys the :meth:`stand_in` verdict depends on set ``out["stand_in"] = self.stand_in(out)`` again."""
+        out = {
             "name": self.name,
             "description": self.description,
             "conditions": list(self.conditions),
             "trainable": self.trainable,
             "batch_size_invariant": self.batch_size_invariant,
             "presets": sorted(self.presets),
+            "baseline": self.baseline,
         }
+        out["stand_in"] = type(self).stand_in(out)
+        return out
+
+    @classmethod
+    def stand_in(cls, description: dict) -> str | None:
+        """Why images made by the generator that ``description`` (what :meth:`describe` returned, as stored
+        with a run) describes are a demo rather than a result, e.g. ``"tiny preset"``; ``None`` for a real
+        model. The leaderboard marks such runs "demo" and keeps them out of the ranked view by default."""
+        return None
 
     def default_n(self) -> int:
         """How many images ``harness run`` generates when ``--n`` is not given."""

@@ -18,6 +18,7 @@ from harness.registry import generators
 @generators.register("labelmap")
 class LabelMapGenerator(Generator):
     uses_seed = False
+    baseline = "no-learning floor"
     description = "Phantom label maps as flat-intensity images (lower baseline)"
 
     def __init__(self, *, data: DataSource | None = None, split: str | None = None, **options: Any):

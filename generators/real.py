@@ -19,6 +19,7 @@ from harness.registry import generators
 class RealGenerator(Generator):
     uses_seed = False
     samples_data_split = True
+    baseline = "noise floor"
     description = "Held-out real images of a data source (the noise floor)"
 
     def __init__(self, *, data: DataSource, split: str | None = None, **options: Any):

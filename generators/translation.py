@@ -437,6 +437,7 @@ class TranslationGenerator(Generator):
         if self.checkpoint is not None:
             out["weights_sha256"] = sha256_file(self.checkpoint / f"{self.sampler}.safetensors")
             out["config"] = dataclasses.asdict(self.config) if self.config else None
+        out["stand_in"] = self.stand_in(out)
         return out
 
     def describe(self) -> dict:
@@ -447,7 +448,18 @@ class TranslationGenerator(Generator):
             out["checkpoint"] = str(self.checkpoint)
             out["networks"] = {k: count_parameters(v) for k, v in self.nets.items()}
             out["config"] = dataclasses.asdict(self.config) if self.config else None
+        out["stand_in"] = self.stand_in(out)
         return out
+
+    @classmethod
+    def stand_in(cls, description: dict) -> str | None:
+        """``"tiny preset"`` when the recorded config has the ``tiny`` preset's networks (image size, netG, ngf,
+        ndf): a demo model whatever its epochs."""
+        config, tiny = description.get("config"), cls.presets.get("tiny")
+        if not isinstance(config, dict) or tiny is None:
+            return None
+        arch = ("image_size", "netG", "ngf", "ndf")
+        return "tiny preset" if all(config.get(k) == getattr(tiny, k) for k in arch) else None
 
     @classmethod
     def describe_preset(cls, preset: str) -> dict:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import UsageError
+from harness.formatting import format_frame, p_value, stat
 from human_eval import stats as S
 from human_eval.schema import FLAG_COLUMNS, StudyTables
 
@@ -82,7 +83,8 @@ def paper_tables(res: dict[str, pd.DataFrame], reference: str = "real") -> dict[
 def _p(p: float) -> str:
     if p is None or not np.isfinite(p):
         return "p n/a"
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+    text = p_value(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
 def _sentences(res: dict[str, pd.DataFrame], reference: str, margin: float) -> list[str]:
@@ -92,7 +94,7 @@ def _sentences(res: dict[str, pd.DataFrame], reference: str, margin: float) -> l
     out.append(f"**Which source looks most realistic on average?** {best} (mean {d.loc[best, 'mean']:.2f}; "
                f"{reference}: {d.loc[reference, 'mean']:.2f}).")
     mw = res["mann_whitney"]
-    parts = [f"{r.source}: U = {r.U:g}, Z = {r.Z:.2f}, {_p(r.p)}, r = {r.r:.2f} ({r.higher} rated higher)"
+    parts = [f"{r.source}: U = {stat(r.U)}, Z = {r.Z:.2f}, {_p(r.p)}, r = {r.r:.2f} ({r.higher} rated higher)"
              for r in mw.itertuples()
              if np.isfinite(r.U if r.U is not None else np.nan)]
     out.append("**Mann-Whitney U (paper's test; are ratings of a source and of real images from the same "
@@ -220,18 +222,35 @@ def _figures(tables: StudyTables, res: dict[str, pd.DataFrame], out_dir: Path, r
 
 
 # ---------------------------------------------------------------------------------------------- output
-def _md_table(df: pd.DataFrame, digits: int = 3) -> str:
-    def cell(v):
-        if isinstance(v, (float, np.floating)):
-            if not np.isfinite(v):
-                return ""
-            return f"{v:.{digits}g}" if abs(v) < 1e-3 and v != 0 else f"{v:,.{digits}f}".rstrip("0").rstrip(".")
-        return str(v).replace("|", "\\|")
-
-    cols = [str(c) for c in df.columns]
+def _md_table(df: pd.DataFrame) -> str:
+    """A Markdown table; numbers as in a paper (:func:`harness.formatting.format_frame`)."""
+    shown = format_frame(df)
+    cols = [str(c) for c in shown.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in shown.itertuples(index=False)]
     return "\n".join(lines)
+
+
+def _html_table(df: pd.DataFrame) -> str:
+    shown = format_frame(df)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
+    body = "\n".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+                     for row in shown.itertuples(index=False))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
+
+
+REPORT_CSS = """body{font:15px/1.5 Georgia,'Times New Roman',serif;color:#1d2433;max-width:1000px;margin:2em auto;padding:0 1em}
+h1,h2{font-family:system-ui,sans-serif}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #d9dde5}
+table{border-collapse:collapse;font:13px/1.4 system-ui,sans-serif;font-variant-numeric:tabular-nums;margin:.5em 0}
+thead th{border-top:2px solid #1d2433;border-bottom:1px solid #1d2433;text-align:left;padding:3px 10px}
+td{padding:3px 10px;text-align:right}td:first-child{text-align:left}tbody tr:last-child td{border-bottom:2px solid #1d2433}
+nav.toc{background:#f6f7f9;padding:.5em 1.2em;border-radius:6px}nav.toc ol{columns:2;margin:.3em 0}
+.warn{color:#8a3b00}img{max-width:100%;display:block;margin:1em 0}
+"""
+
+
+def _anchor(key: str) -> str:
+    return "sec-" + "".join(ch if ch.isalnum() else "-" for ch in key)
 
 
 _SECTIONS = [
@@ -336,17 +355,20 @@ def build_report(tables: StudyTables, out_dir, *, fmt: str = "md", figures: bool
         path = out_dir / "report.md"
         path.write_text("\n".join(parts), encoding="utf-8")
     else:
+        sections = [("analysis", "Recommended analysis"), *_SECTIONS, *agr_keys] + (
+            [("figures", "Figures")] if figs else [])
         body = [f"<h1>Human evaluation report</h1><p>{html.escape(head)}</p>"]
         body += [f"<p class='warn'>warning: {html.escape(w)}</p>" for w in tables.warnings]
-        body += ["<h2>Recommended analysis</h2><ul>"]
+        body += ["<nav class='toc'><b>Contents</b><ol>"]
+        body += [f"<li><a href='#{_anchor(k)}'>{html.escape(t)}</a></li>" for k, t in sections] + ["</ol></nav>"]
+        body += [f"<h2 id='{_anchor('analysis')}'>Recommended analysis</h2><ul>"]
         body += [f"<li>{html.escape(s).replace('**', '')}</li>" for s in sentences] + ["</ul>"]
         for key, title in _SECTIONS + agr_keys:
-            body += [f"<h2>{html.escape(title)}</h2>", res[key].to_html(index=False, float_format=lambda v: f"{v:.4g}",
-                                                                       na_rep="")]
-        body += [f"<img src='{p.name}' alt='{name}'>" for name, p in figs.items()]
+            body += [f"<h2 id='{_anchor(key)}'>{html.escape(title)}</h2>", _html_table(res[key])]
+        if figs:
+            body += [f"<h2 id='{_anchor('figures')}'>Figures</h2>"]
+            body += [f"<img src='{p.name}' alt='{name}'>" for name, p in figs.items()]
         path = out_dir / "report.html"
-        path.write_text("<!doctype html><meta charset='utf-8'><title>Human evaluation</title>"
-                        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:"
-                        "collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}</style>"
-                        + "\n".join(body), encoding="utf-8")
+        path.write_text("<!doctype html>\n<html lang='en'><meta charset='utf-8'><title>Human evaluation</title>"
+                        f"<style>{REPORT_CSS}</style>\n" + "\n".join(body) + "\n</html>\n", encoding="utf-8")
     return path

@@ -1,7 +1,9 @@
 """The EchoBench leaderboard: a Streamlit app (``app.py``) over the results store.
 
-``data`` (load and pivot the store, pure pandas), ``human`` (ratings ↔ metrics), ``charts`` (altair).
-Start it with ``harness leaderboard``.
+``data`` (read the store: results with their stored substitute flag, baseline and stand-in roles),
+``table`` (the leaderboard table: reference rows, headline columns, readable cells, pure pandas), ``thumbs``
+(thumbnail strips and the gallery), ``human`` (ratings ↔ metrics), ``charts`` (altair), ``export`` (the
+static site). Start it with ``harness leaderboard``; publish it with ``harness leaderboard --export DIR``.
 """
 
 from pathlib import Path

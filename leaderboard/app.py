@@ -15,9 +15,11 @@ import pandas as pd
 import streamlit as st
 
 from harness.errors import EchoBenchError
+from harness.formatting import format_frame, sig
 from harness.store import resolve_url
 from harness.webapp import db_arg
-from leaderboard import charts, data, human
+from leaderboard import charts, data, human, thumbs
+from leaderboard import table as tbl
 
 FIRST_RUN = ("No results yet: run `harness quickstart` (scores the `real` and `labelmap` baselines on the "
              "built-in phantom, offline) or `harness run --generator G --task fid --features radiomics`, "
@@ -28,6 +30,8 @@ NO_STUDY = ("No human-evaluation study in this database yet: `harness human impo
 
 
 STYLE_MAX_CELLS = 5000
+THUMBS = 3  # thumbnails per row of the main table
+GALLERY_ROWS = 4
 
 
 @st.cache_resource(show_spinner=False)
@@ -47,24 +51,12 @@ def _study(url: str, name: str | None):
 
 @st.cache_data(ttl=300, show_spinner="Running the human-evaluation statistics…")
 def _human_stats(url: str, name: str) -> dict[str, pd.DataFrame]:
-    from human_eval import stats
-
     study = _study(url, name)
-    df = study.ratings
-    out = {
-        "descriptives": stats.descriptives(df),
-        "flags": stats.artifact_flags(df),
-        "participants": stats.participant_means(df, study.participants),
-        "friedman": stats.friedman(df),
-        "wilcoxon": stats.wilcoxon_posthoc(df),
-        "bootstrap": stats.cluster_bootstrap(df),
-        "mwu": stats.mann_whitney_vs_reference(df),
-    }
-    return out
+    return human.study_statistics(study)
 
 
 # ----------------------------------------------------------------------------------------------- sidebar
-def sidebar_filters(results: pd.DataFrame) -> data.Filters:
+def sidebar_filters(results: pd.DataFrame) -> tbl.Filters:
     st.sidebar.header("Filters")
     sources = sorted(results["data"].unique())
     spaces = sorted(results["feature_space"].unique())
@@ -78,44 +70,123 @@ def sidebar_filters(results: pd.DataFrame) -> data.Filters:
     dates = st.sidebar.date_input("Run date", (d_lo, d_hi), min_value=d_lo, max_value=d_hi) if d_lo < d_hi else None
     if isinstance(dates, (tuple, list)) and len(dates) != 2:
         dates = None  # half-picked range
-    return data.Filters(data=chosen_data, feature_space=chosen_spaces, n=n_range,
-                        dates=tuple(dates) if dates else None)
+    demo = st.sidebar.checkbox("Show demo runs", value=False, key="demo",
+                               help="Runs made with stand-ins (a random-weight feature space, a tiny preset, the tiny "
+                                    "random SD base): their numbers demonstrate the pipeline, they rank nothing.")
+    return tbl.Filters(data=chosen_data, feature_space=chosen_spaces, n=n_range,
+                       dates=tuple(dates) if dates else None, include_demo=demo)
 
 
 # ----------------------------------------------------------------------------------------------- tabs
-def leaderboard_tab(table: data.Table) -> None:
+@st.cache_data(ttl=300, show_spinner=False)
+def _strip(imageset_path: str | None) -> str | None:
+    return thumbs.data_uri(thumbs.strip_for(imageset_path, k=THUMBS))
+
+
+REFERENCE_STYLE = "color: #555; background-color: #f3f3f3; font-style: italic"
+DEMO_STYLE = "color: #8a5a00; background-color: #fff6e0"
+
+
+def board_frame(table: tbl.Table, all_metrics: bool, fractions: bool) -> tuple[pd.DataFrame, dict, list[str]]:
+    """The frame the main table shows, its column config and column order (default view: rank, generator,
+    samples, the headline metrics, N, detail link; all metrics adds checkpoint and data)."""
+    cols = table.columns if all_metrics else table.headline
+    shown = table.display(cols, fractions)
+    shown.insert(2, "samples", [_strip(p) for p in table.info["imageset_path"]])
+    shown["detail"] = ["?" + urllib.parse.urlencode({"generator": g, "checkpoint": c}) for g, c in table.value.index]
+    config = {
+        "rank": st.column_config.TextColumn("rank", width=110, help="1, 2, … ranked by the first column; baselines "
+                                            "are reference rows (noise floor: real images; no-learning floor: "
+                                            "untranslated label maps), never ranked"),
+        "generator": st.column_config.TextColumn("generator", width=120, help="the generator adapter; 'demo': made "
+                                                 "with stand-ins, not a result"),
+        "samples": st.column_config.ImageColumn("samples", width=150, help=f"the first {THUMBS} images of the run's "
+                                                "image set (Gallery tab: side by side)"),
+        "checkpoint": st.column_config.TextColumn("checkpoint", width=100, help="sha256 of the checkpoint (first 12)"),
+        "data": st.column_config.TextColumn("data", width=90, help="data source of the run"),
+        "N": st.column_config.NumberColumn("N", width=60, format="%d", help="generated images of the latest run"),
+        "detail": st.column_config.LinkColumn("detail", width=60, display_text="open ↗",
+                                              help="open this generator's detail view"),
+    }
+    for c in cols:
+        config[c.header] = st.column_config.TextColumn(c.label, help=c.help, width=130)
+    order = ["rank", "generator", "samples", *[c.header for c in cols], *(["checkpoint", "data"] if all_metrics else []),
+             "N", "detail"]
+    return shown, config, order
+
+
+def leaderboard_tab(table: tbl.Table) -> None:
     if table.empty:
-        st.warning("No results match the filters.")
+        hidden = (f" {table.hidden_demo} demo result(s) are hidden: tick *Show demo runs* in the sidebar (›)."
+                  if table.hidden_demo else "")
+        st.warning("No results match the filters." + hidden)
         return
-    shown = table.display()
-    shown.insert(2, "detail", ["?" + urllib.parse.urlencode({"generator": g, "checkpoint": c})
-                               for g, c in zip(shown["generator"], shown["checkpoint"])])
-    best = table.best.reset_index(drop=True)
+    left, right = st.columns(2)
+    all_metrics = left.toggle("All metrics", key="all_metrics",
+                              help="Default: one headline metric per task, in order of importance (FID/FD, utility, "
+                                   "CMMD, diversity, colour shift, memorisation).")
+    fractions = right.toggle("Fraction of the way", key="fractions",
+                             help="Beside each value: where the generator lies between the no-learning floor (0%) "
+                                  "and the noise floor (100%) on that metric, when both baselines have a value.")
+    shown, config, order = board_frame(table, all_metrics, fractions)
+    role = ["ref" if isinstance(b, str) else ("demo" if isinstance(d, str) else "") for b, d in
+            zip(table.info["baseline"], table.info["demo"])]
 
-    def highlight(col: pd.Series) -> list[str]:
-        if col.name not in best.columns:
-            return [""] * len(col)
-        return ["background-color: #c7e9c0; font-weight: bold" if b else "" for b in best[col.name]]
+    def style(row: pd.Series) -> list[str]:
+        css = REFERENCE_STYLE if role[row.name] == "ref" else DEMO_STYLE if role[row.name] == "demo" else ""
+        return [css] * len(row)
 
-    # Cell colours (pandas Styler) cost ~0.6 s per 20,000 cells; above that the ★ marks the best alone.
-    styled = shown.style.apply(highlight, axis=0) if best.size <= STYLE_MAX_CELLS else shown
-    event = st.dataframe(
-        styled, hide_index=True, width="stretch", key="board", on_select="rerun", selection_mode="single-row",
-        column_config={"detail": st.column_config.LinkColumn("detail", display_text="open ↗",
-                                                             help="open this generator's detail view"),
-                       "checkpoint": st.column_config.TextColumn("checkpoint", help="sha256 of the checkpoint", width="small")},
-    )
+    styled = shown.style.apply(style, axis=1) if shown.size <= STYLE_MAX_CELLS else shown
+    event = st.dataframe(styled, hide_index=True, width="stretch", key="board", on_select="rerun",
+                         selection_mode="single-row", column_config=config, column_order=order, row_height=52)
     rows = event.selection.rows if event is not None else []
     if rows:
-        r = shown.iloc[rows[0]]
-        st.session_state["detail"] = (r["generator"], r["checkpoint"])
-        st.info(f"Selected **{r['generator']}**: see the *Generator detail* tab.")
-    subs = [c.header for c in table.columns if c.substitute]
-    st.caption("Cells: value [95% CI]. ↓ lower is better, ↑ higher is better; best per column marked ★ (and highlighted). "
-               "The feature space is in brackets: only Inception-space distances are called FID; other spaces "
-               "are FD_<space> / KD_<space>." + (" SUBSTITUTE spaces are random-init networks (sanity baselines), "
-                                                  "not comparable to published numbers." if subs else ""))
-    st.download_button("Download CSV", table.to_csv, file_name="echobench_leaderboard.csv", mime="text/csv", on_click="ignore")
+        r = table.value.index[rows[0]]
+        st.session_state["detail"] = r
+        st.info(f"Selected **{r[0]}**: see the *Generator detail* tab.")
+    n_ranked = int(table.ranked.sum())
+    notes = ["Cells: value ± half-width of the 95% CI (value [low, high] when asymmetric), 3 significant digits; "
+             "hover a column header for what it measures, which direction is better (↓ / ↑), the feature space and N.",
+             "Gray rows are **reference rows** (baselines), not competitors: the *noise floor* (real images against "
+             "real images) is the best a generator can reach, the *no-learning floor* what a model that learned "
+             "nothing scores." + ("" if n_ranked else " No generator is ranked yet: train one (`harness train "
+                                                          "--generator cyclegan --preset paper --out ck/cyclegan`) "
+                                                          "and `harness run` it.")]
+    if (table.info["demo"].notna()).any():
+        notes.append("Orange rows are **demo** runs (stand-ins: " + "; ".join(sorted(set(table.info["demo"].dropna())))
+                     + "): they show the pipeline works, not how good a model is.")
+    elif table.hidden_demo:
+        notes.append(f"{table.hidden_demo} demo result(s) hidden (made with stand-ins: a random-weight feature space, "
+                     "a tiny preset, the tiny random SD base): *Show demo runs* in the sidebar (›).")
+    st.caption(" ".join(notes))
+    st.download_button("Download CSV", table.to_csv, file_name="echobench_leaderboard.csv", mime="text/csv",
+                       on_click="ignore")
+
+
+def gallery_tab(table: tbl.Table) -> None:
+    """The same condition rendered by every generator, beside a real image."""
+    if table.empty:
+        st.info("No generator matches the filters.")
+        return
+    sets, real = thumbs.gallery_sets(table.value.index, table.info["imageset_path"], table.info["baseline"])
+    names, rows, uncond = thumbs.gallery(sets, real, rows=GALLERY_ROWS)
+    if not rows:
+        st.caption("No image set of these runs is on this machine (moved, or the runs were made elsewhere).")
+        return
+    st.caption("Each row: one phantom condition (label map) as every generator renders it, the real image of that "
+               "condition first." + (f" Unconditional generators ({', '.join(uncond)}): their i-th image." if uncond
+                                     else "") if "condition" in rows[0] else
+               "Each row: image i of every generator's set (these sets record no conditions to line up).")
+    header = st.columns([1] + [2] * len(names))
+    header[0].markdown("**condition**")
+    for h, name in zip(header[1:], names):
+        h.markdown(f"**{name}**")
+    for row in rows:
+        cells = st.columns([1] + [2] * len(names))
+        cells[0].caption(row.get("condition", ""))
+        for cell, name in zip(cells[1:], names):
+            if name in row:
+                cell.image(str(row[name]), width="stretch")
 
 
 def _gallery(paths, caption: str, width: int = 128) -> None:
@@ -123,7 +194,7 @@ def _gallery(paths, caption: str, width: int = 128) -> None:
         st.image([str(p) for p in paths], width=width, caption=[f"{caption} {p.name}" for p in paths])
 
 
-def detail_tab(url: str, results: pd.DataFrame, table: data.Table) -> None:
+def detail_tab(url: str, results: pd.DataFrame, table: tbl.Table) -> None:
     keys = list(table.value.index) if not table.empty else []
     if not keys:
         st.info("No generator matches the filters.")
@@ -150,8 +221,10 @@ def detail_tab(url: str, results: pd.DataFrame, table: data.Table) -> None:
                 f"**data** `{run['data_source']}` · **reference** `{run['reference'] or '—'}` · "
                 f"**feature space** `{run['feature_space'] or '—'}` · **started** {run['started_at']}")
     shown = res.drop(columns=["details"]).assign(
-        metric=[data.metric_header(m, s, bool(h)) for m, s, h in zip(res["metric"], res["feature_space"],
-                                                                      res["higher_is_better"])])
+        metric=[tbl.metric_header(m, s, bool(h), bool(sub)) for m, s, h, sub in
+                zip(res["metric"], res["feature_space"], res["higher_is_better"], res["substitute"])],
+        value=[sig(v) for v in res["value"]], ci_low=[sig(v) for v in res["ci_low"]],
+        ci_high=[sig(v) for v in res["ci_high"]]).drop(columns=["substitute"])
     st.dataframe(shown, hide_index=True, width="stretch")
     with st.expander("Config"):
         st.json(run["config"] or {}, expanded=False)
@@ -180,7 +253,7 @@ def detail_tab(url: str, results: pd.DataFrame, table: data.Table) -> None:
         st.caption("No memorisation pairs for this run (run `--task memorization`).")
 
     st.subheader("FID∞ fit")
-    fits = [(data.metric_name(m, s), data.fid_inf_fit(d)) for m, s, d in zip(res["metric"], res["feature_space"], res["details"])]
+    fits = [(m, data.fid_inf_fit(d)) for m, d in zip(res["metric"], res["details"])]
     fits = [(m, f) for m, f in fits if f is not None]
     for metric, fit in fits:
         st.altair_chart(charts.fid_inf_chart(fit, metric), width="stretch")
@@ -212,7 +285,7 @@ def human_tab(url: str, study: data.StudyData | None) -> None:
                 f"{study.ratings['participant_id'].nunique()} participants, {study.ratings['source'].nunique()} sources.")
     res = _human_stats(url, study.name)
     st.subheader("Descriptives per source")
-    st.dataframe(res["descriptives"], hide_index=True)
+    st.dataframe(format_frame(res["descriptives"]), hide_index=True)
     st.subheader("Ratings")
     st.altair_chart(charts.diverging_bars(human.diverging_frame(study.ratings, study.scale), study.scale),
                     width="stretch")
@@ -229,16 +302,16 @@ def human_tab(url: str, study: data.StudyData | None) -> None:
         c2.altair_chart(charts.participant_chart(pm, "weekly_readings", log_x=True), width="stretch")
     st.subheader("Recommended tests (ratings are repeated within participants)")
     st.markdown("**Friedman** on per-participant means (with Kendall's W): do the sources differ?")
-    st.dataframe(res["friedman"], hide_index=True)
+    st.dataframe(format_frame(res["friedman"]), hide_index=True)
     st.markdown("**Wilcoxon signed-rank post-hoc**, Holm-corrected: which sources differ?")
-    st.dataframe(res["wilcoxon"], hide_index=True)
+    st.dataframe(format_frame(res["wilcoxon"]), hide_index=True)
     st.markdown("**Participant-clustered bootstrap** of each source's difference from real:")
-    st.dataframe(res["bootstrap"], hide_index=True)
+    st.dataframe(format_frame(res["bootstrap"]), hide_index=True)
     with st.expander("Paper analysis: Mann–Whitney U vs real (assumes independent ratings)"):
-        st.dataframe(res["mwu"], hide_index=True)
+        st.dataframe(format_frame(res["mwu"]), hide_index=True)
 
 
-def agreement_tab(url: str, table: data.Table, study: data.StudyData | None) -> None:
+def agreement_tab(url: str, table: tbl.Table, study: data.StudyData | None) -> None:
     if study is None:
         st.info(NO_STUDY)
         return
@@ -254,7 +327,7 @@ def agreement_tab(url: str, table: data.Table, study: data.StudyData | None) -> 
         st.altair_chart(charts.ranking_chart(ranks), width="stretch")
         st.dataframe(ranks.reset_index(), hide_index=True)
         st.markdown("**Kendall's τ** between each metric (oriented so larger = better) and the mean rating:")
-        st.dataframe(human.ranking_agreement(scores, higher), hide_index=True)
+        st.dataframe(format_frame(human.ranking_agreement(scores, higher)), hide_index=True)
     st.subheader("Per-image metric vs rating")
     stored = data.per_image_metrics(_engine(url))[["metric", "image", "value"]]
     saved = study.per_image if study.per_image is not None else stored.iloc[:0]
@@ -268,7 +341,7 @@ def agreement_tab(url: str, table: data.Table, study: data.StudyData | None) -> 
 
 
 def main() -> None:
-    st.set_page_config(page_title="EchoBench leaderboard", layout="wide")
+    st.set_page_config(page_title="EchoBench leaderboard", layout="wide", initial_sidebar_state="collapsed")
     st.title("EchoBench leaderboard")
     try:
         url = resolve_url(db_arg(sys.argv[1:]))
@@ -283,18 +356,20 @@ def main() -> None:
         return
     study_name = st.sidebar.selectbox("Study", studies, index=len(studies) - 1) if len(studies) > 1 else None
     study = _study(url, study_name) if studies else None
-    table = data.main_table(results, sidebar_filters(results)) if not results.empty else data.main_table(results)
-    tabs = st.tabs(["Leaderboard", "Generator detail", "Human evaluation", "Agreement"])
+    table = tbl.main_table(results, sidebar_filters(results)) if not results.empty else tbl.main_table(results)
+    tabs = st.tabs(["Leaderboard", "Gallery", "Generator detail", "Human evaluation", "Agreement"])
     with tabs[0]:
         if results.empty:
             st.info(FIRST_RUN)
         else:
             leaderboard_tab(table)
     with tabs[1]:
-        detail_tab(url, results, table)
+        gallery_tab(table)
     with tabs[2]:
-        human_tab(url, study)
+        detail_tab(url, results, table)
     with tabs[3]:
+        human_tab(url, study)
+    with tabs[4]:
         agreement_tab(url, table, study)
 
 

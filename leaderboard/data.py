@@ -1,34 +1,31 @@
 """Data access and shaping for the leaderboard: pure pandas, unit-testable without Streamlit.
 
 Everything here reads the results store (never writes): :func:`connect` opens it read-only,
-:func:`load_results` reads one row per stored metric, :func:`main_table` pivots them into the leaderboard
-(one row per (generator, checkpoint), one column per (metric, feature space)), and the ``run_*`` helpers
-fetch what the generator detail view shows. Human-evaluation tables are optional: :func:`load_study`
+:func:`load_results` reads one row per stored metric (with the substitute flag, baseline and stand-in
+status learned from what each run stored), and the ``run_*`` helpers fetch what the generator detail view
+shows; :mod:`leaderboard.table` pivots the results into the leaderboard. Human-evaluation tables are optional: :func:`load_study`
 returns ``None`` until a study has been imported.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import functools
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import String, create_engine, inspect, select, type_coerce
+from sqlalchemy import ColumnElement, String, create_engine, func, inspect, literal_column, select, type_coerce
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from harness.errors import StoreError
+from harness.errors import EchoBenchError, StoreError
 from harness.store import Artifact, Result, Run, resolve_url
 
 log = logging.getLogger(__name__)
 
-#: Feature spaces that are stand-ins (random-init networks): their numbers carry a visible "substitute" label.
-SUBSTITUTE_SPACES = frozenset({"random-inception"})
 NO_CHECKPOINT = "—"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
@@ -87,197 +84,96 @@ def table_names(engine: Engine | None) -> set[str]:
 
 # ------------------------------------------------------------------------------------------ results
 RESULT_COLUMNS = ["run_id", "generator", "checkpoint", "data", "run_n", "seed", "started_at", "task", "metric",
-                  "value", "ci_low", "ci_high", "n", "feature_space", "higher_is_better", "order"]
+                  "value", "ci_low", "ci_high", "n", "feature_space", "higher_is_better", "substitute", "baseline",
+                  "stand_in", "imageset_path", "order"]
+
+
+def substitute_column(conn) -> ColumnElement:
+    """The ONE place the leaderboard learns whether a result was computed in a stand-in feature space: the
+    ``result.substitute`` column where the store has it, else the flag the task wrote into ``details``
+    (``substitute_features`` / ``substitute``). Never guessed from a feature-space name. Read the selected
+    value with :func:`is_true`."""
+    columns = {c["name"] for c in inspect(conn).get_columns("result")}
+    if "substitute" in columns:
+        return type_coerce(literal_column("result.substitute"), String)
+    return func.coalesce(Result.details["substitute_features"].as_string(), Result.details["substitute"].as_string())
+
+
+def is_true(stored: Any) -> bool:
+    """A stored flag (``substitute_column``'s value) as a bool: absent, 0 and false are False."""
+    if stored is None or (isinstance(stored, float) and np.isnan(stored)):
+        return False
+    return str(stored).strip().lower() not in ("", "0", "false", "none", "null")
+
+
+@functools.lru_cache(maxsize=256)
+def _generator_class(name: str) -> type | None:
+    """The registered generator class (lazy: baselines and adapters import torch only when sampling), or
+    ``None`` for one this installation does not know (a run made elsewhere)."""
+    from harness.registry import generators
+
+    try:
+        return generators.get(name)
+    except EchoBenchError:
+        return None
+
+
+def generator_role(generator: str, config: dict | None) -> tuple[str | None, str | None]:
+    """``(baseline, stand_in)`` of a run, learned from what the run stored: the generator description in its
+    config (``config["generator"]``, what :meth:`generators.base.Generator.describe` returned: ``baseline``,
+    ``stand_in``). Runs stored before these keys were recorded ask the registered class (its ``baseline``;
+    its :meth:`~generators.base.Generator.stand_in` on the stored description), importing its module."""
+    desc = (config or {}).get("generator") if isinstance(config, dict) else None
+    desc = desc if isinstance(desc, dict) else {}
+    if "baseline" in desc and "stand_in" in desc:  # recorded: nothing to import
+        return (str(desc["baseline"]) if desc["baseline"] else None), (str(desc["stand_in"]) if desc["stand_in"] else None)
+    cls = _generator_class(generator)
+    baseline = desc["baseline"] if "baseline" in desc else getattr(cls, "baseline", None)
+    stand_in = desc.get("stand_in")
+    if "stand_in" not in desc and cls is not None and hasattr(cls, "stand_in"):
+        try:
+            stand_in = cls.stand_in(desc)
+        except Exception:  # a plug-in's hook must not break the page  # noqa: BLE001
+            log.warning("generator %r: stand_in() failed on the stored description", generator, exc_info=True)
+    return (str(baseline) if baseline else None), (str(stand_in) if stand_in else None)
 
 
 def load_results(engine: Engine | None) -> pd.DataFrame:
     """One row per stored metric of a finished run (columns :data:`RESULT_COLUMNS`; ``order`` is the
     result's insertion order, so the last row of a group is the newest); empty when none.
 
-    Two plain queries (runs, results) joined in pandas; timestamps are parsed once, vectorised (SQLite stores
-    them as text), which keeps 20,000 results well under a second.
+    ``substitute`` (stand-in feature space) comes from :func:`substitute_column`; ``baseline`` and
+    ``stand_in`` from :func:`generator_role`. Two plain queries (runs, results) joined in pandas; timestamps
+    are parsed once, vectorised (SQLite stores them as text), which keeps 20,000 results well under a second.
     """
     if engine is None or not {"run", "result"} <= table_names(engine):
         return pd.DataFrame(columns=RESULT_COLUMNS)
     run_cols = [Run.id, Run.generator, Run.checkpoint_hash, Run.data_source, Run.n, Run.seed,
-                type_coerce(Run.started_at, String)]
-    res_cols = [Result.run_id, Result.task, Result.metric, Result.value, Result.ci_low, Result.ci_high, Result.n,
-                Result.feature_space, Result.higher_is_better, Result.id]
+                type_coerce(Run.started_at, String), Run.imageset_path, Run.config]
     with engine.connect() as conn:
+        res_cols = [Result.run_id, Result.task, Result.metric, Result.value, Result.ci_low, Result.ci_high, Result.n,
+                    Result.feature_space, Result.higher_is_better, substitute_column(conn), Result.id]
         runs = pd.DataFrame.from_records([tuple(r) for r in conn.execute(select(*run_cols).where(Run.status == "ok"))],
                                          columns=["run_id", "generator", "checkpoint", "data", "run_n", "seed",
-                                                  "started_at"])
+                                                  "started_at", "imageset_path", "config"])
         res = pd.DataFrame.from_records([tuple(r) for r in conn.execute(select(*res_cols))],
                                         columns=["run_id", "task", "metric", "value", "ci_low", "ci_high", "n",
-                                                 "feature_space", "higher_is_better", "order"])
+                                                 "feature_space", "higher_is_better", "substitute", "order"])
+    roles = [generator_role(g, c) for g, c in zip(runs["generator"], runs["config"])]
+    runs["baseline"] = [b for b, _ in roles]
+    runs["stand_in"] = [s for _, s in roles]
+    runs = runs.drop(columns="config")
     frame = runs.merge(res, on="run_id", how="inner").sort_values("order", kind="stable").reset_index(drop=True)
     frame["checkpoint"] = frame["checkpoint"].fillna(NO_CHECKPOINT)
     frame["feature_space"] = frame["feature_space"].fillna("none")
     frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True, format="mixed")
     frame["higher_is_better"] = frame["higher_is_better"].astype(bool)
+    frame["substitute"] = [is_true(v) for v in frame["substitute"]]
     for col in ("value", "ci_low", "ci_high"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    for col in ("baseline", "stand_in", "imageset_path"):
+        frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
     return frame[RESULT_COLUMNS]
-
-
-def is_substitute(feature_space: str | None) -> bool:
-    return isinstance(feature_space, str) and (feature_space in SUBSTITUTE_SPACES or feature_space.startswith("random"))
-
-
-def metric_name(metric: str, feature_space: str | None) -> str:
-    """The metric's name, never calling a non-Inception number FID (``FID…`` becomes ``FD_<space>…``)."""
-    if metric.startswith("FID") and feature_space not in (None, "inception"):
-        return f"FD_{feature_space}{metric[3:]}"
-    return metric
-
-
-def metric_header(metric: str, feature_space: str | None, higher_is_better: bool) -> str:
-    """Column header: metric name, arrow (↑ higher / ↓ lower is better), feature space, substitute label."""
-    arrow = "↑" if higher_is_better else "↓"
-    space = feature_space or "none"
-    label = f"{space}, SUBSTITUTE" if is_substitute(feature_space) else space
-    return f"{metric_name(metric, feature_space)} {arrow} [{label}]"
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Which results enter the table; ``None`` means no restriction."""
-
-    data: Sequence[str] | None = None
-    feature_space: Sequence[str] | None = None
-    n: tuple[int, int] | None = None  # inclusive range of the run's N
-    dates: tuple[dt.date, dt.date] | None = None  # inclusive range of the run's start date (UTC)
-
-
-def apply_filters(results: pd.DataFrame, filters: Filters) -> pd.DataFrame:
-    keep = np.ones(len(results), dtype=bool)
-    if filters.data is not None:
-        keep &= results["data"].isin(list(filters.data)).to_numpy()
-    if filters.feature_space is not None:
-        keep &= results["feature_space"].isin(list(filters.feature_space)).to_numpy()
-    if filters.n is not None:
-        keep &= results["run_n"].between(filters.n[0], filters.n[1]).to_numpy()
-    if filters.dates is not None:
-        day = results["started_at"].dt.date
-        keep &= ((day >= filters.dates[0]) & (day <= filters.dates[1])).to_numpy()
-    return results[keep]
-
-
-@dataclass(frozen=True)
-class Column:
-    header: str
-    metric: str
-    feature_space: str
-    higher_is_better: bool
-    substitute: bool
-
-
-@dataclass
-class Table:
-    """The leaderboard: ``value``/``ci_low``/``ci_high`` share the index (generator, checkpoint) and the
-    metric headers; ``info`` has the row's latest run (run_id, data, N, started, runs); ``best`` marks the
-    best value of each column (ties included)."""
-
-    value: pd.DataFrame
-    ci_low: pd.DataFrame
-    ci_high: pd.DataFrame
-    info: pd.DataFrame
-    columns: list[Column] = field(default_factory=list)
-
-    @property
-    def empty(self) -> bool:
-        return self.value.empty
-
-    @property
-    def best(self) -> pd.DataFrame:
-        return best_mask(self.value, {c.header: c.higher_is_better for c in self.columns})
-
-    def display(self, star_best: bool = True) -> pd.DataFrame:
-        """Formatted strings ``value [ci_low, ci_high]`` per cell (the best of each column prefixed with ★),
-        with the row info columns in front."""
-        best = self.best
-        cells = {c.header: [("★ " if b and star_best else "") + format_cell(v, lo, hi) for v, lo, hi, b in
-                            zip(self.value[c.header], self.ci_low[c.header], self.ci_high[c.header], best[c.header])]
-                 for c in self.columns}
-        out = pd.DataFrame(cells, index=self.value.index)
-        return pd.concat([self.info[["data", "N", "started", "runs"]], out], axis=1).reset_index()
-
-    def to_csv(self) -> bytes:
-        """Numbers, not strings: per metric the value and CI columns, plus the row info."""
-        parts = [self.info]
-        for c in self.columns:
-            parts.append(pd.DataFrame({c.header: self.value[c.header], f"{c.header} ci_low": self.ci_low[c.header],
-                                       f"{c.header} ci_high": self.ci_high[c.header]}))
-        return pd.concat(parts, axis=1).reset_index().to_csv(index=False).encode("utf-8")
-
-
-def format_number(x: float | None) -> str:
-    if x is None or not np.isfinite(x):
-        return "—"
-    return f"{x:.4g}" if abs(x) < 1e4 else f"{x:.3e}"
-
-
-def format_cell(value: float, lo: float, hi: float) -> str:
-    if value is None or not np.isfinite(value):
-        return ""
-    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
-        return format_number(value)
-    return f"{format_number(value)} [{format_number(lo)}, {format_number(hi)}]"
-
-
-def best_mask(values: pd.DataFrame, higher: dict[str, bool]) -> pd.DataFrame:
-    """True where a cell equals its column's best (max if higher is better, else min); NaN never best."""
-    mask = pd.DataFrame(False, index=values.index, columns=values.columns)
-    for col in values.columns:
-        x = values[col].astype(float)
-        if x.notna().any():
-            target = x.max() if higher.get(col, False) else x.min()
-            mask[col] = np.isclose(x.to_numpy(), target, rtol=1e-12, atol=0.0) & x.notna().to_numpy()
-    return mask
-
-
-def main_table(results: pd.DataFrame, filters: Filters = Filters()) -> Table:
-    """Pivot results into the leaderboard: for each (generator, checkpoint) and (metric, feature space), the
-    latest stored value passing ``filters``. Rows are sorted by the first distance column (best first)."""
-    res = apply_filters(results, filters)
-    index = pd.MultiIndex.from_arrays([[], []], names=["generator", "checkpoint"])
-    if res.empty:
-        empty = pd.DataFrame(index=index)
-        return Table(empty, empty, empty, pd.DataFrame(index=index, columns=["run_id", "data", "N", "started", "runs"]))
-    res = res.assign(metric_label=[metric_name(m, s) for m, s in zip(res["metric"], res["feature_space"])])
-    latest = res.drop_duplicates(["generator", "checkpoint", "metric_label", "feature_space"], keep="last")
-    latest = latest.assign(header=[metric_header(m, s, bool(h)) for m, s, h in
-                                   zip(latest["metric"], latest["feature_space"], latest["higher_is_better"])])
-    keys = ["generator", "checkpoint"]
-    wide = latest.pivot(index=keys, columns="header", values=["value", "ci_low", "ci_high"])
-    value, ci_low, ci_high = wide["value"], wide["ci_low"], wide["ci_high"]
-    meta = latest.drop_duplicates("header").set_index("header")
-    columns = [Column(h, meta.at[h, "metric_label"], meta.at[h, "feature_space"], bool(meta.at[h, "higher_is_better"]),
-                      is_substitute(meta.at[h, "feature_space"])) for h in _column_order(meta)]
-    order = [c.header for c in columns]
-    last_run = res.sort_values("order").groupby(keys, sort=False).tail(1).set_index(keys)
-    info = pd.DataFrame({
-        "run_id": last_run["run_id"], "data": last_run["data"], "N": last_run["run_n"],
-        "started": last_run["started_at"].dt.strftime("%Y-%m-%d %H:%M"),
-        "runs": res.groupby(keys)["run_id"].nunique(),
-    }).reindex(value.index)
-    value, ci_low, ci_high = value[order], ci_low[order], ci_high[order]
-    sort_col = next((c.header for c in columns if not c.higher_is_better), order[0])
-    rows = value[sort_col].sort_values(ascending=not _col(columns, sort_col).higher_is_better, na_position="last").index
-    return Table(value.loc[rows], ci_low.loc[rows], ci_high.loc[rows], info.loc[rows], columns)
-
-
-def _col(columns: list[Column], header: str) -> Column:
-    return next(c for c in columns if c.header == header)
-
-
-def _column_order(meta: pd.DataFrame) -> list[str]:
-    """Real feature spaces before substitutes; Inception first; then by metric name."""
-    def key(h: str):
-        space = meta.at[h, "feature_space"]
-        return (is_substitute(space), space != "inception", space, meta.at[h, "metric_label"])
-
-    return sorted(meta.index, key=key)
 
 
 # ------------------------------------------------------------------------------------------ detail view
@@ -298,11 +194,14 @@ def run_record(engine: Engine, run_id: str) -> dict[str, Any]:
 
 def run_results(engine: Engine, run_id: str) -> pd.DataFrame:
     """The run's results with their details JSON."""
-    cols = [Result.task, Result.metric, Result.value, Result.ci_low, Result.ci_high, Result.n, Result.feature_space,
-            Result.higher_is_better, Result.details]
+    names = ["task", "metric", "value", "ci_low", "ci_high", "n", "feature_space", "higher_is_better", "substitute",
+             "details"]
     with engine.connect() as conn:
+        cols = [Result.task, Result.metric, Result.value, Result.ci_low, Result.ci_high, Result.n, Result.feature_space,
+                Result.higher_is_better, substitute_column(conn), Result.details]
         rows = conn.execute(select(*cols).where(Result.run_id == run_id).order_by(Result.id)).all()
-    frame = pd.DataFrame(rows, columns=[c.key for c in cols])
+    frame = pd.DataFrame(rows, columns=names)
+    frame["substitute"] = [is_true(v) for v in frame["substitute"]]
     # results without a feature space (e.g. colour shift) keep None, not the NaN pandas turns it into
     frame["feature_space"] = frame["feature_space"].astype(object).where(frame["feature_space"].notna(), None)
     return frame
@@ -465,7 +364,6 @@ def per_image_metrics(engine: Engine | None) -> pd.DataFrame:
                          for d in per if isinstance(d, dict)]
             else:
                 continue
-            label = metric_name(metric, space)
-            rows += [(label, space, gen, str(k).replace("\\", "/").rsplit("/", 1)[-1], v)
+            rows += [(metric, space, gen, str(k).replace("\\", "/").rsplit("/", 1)[-1], v)
                      for k, v in items if k is not None and v is not None]
     return pd.DataFrame(rows, columns=cols)

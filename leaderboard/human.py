@@ -11,7 +11,25 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from leaderboard.data import Table, source_name
+from leaderboard.data import source_name
+from leaderboard.table import Table
+
+
+def study_statistics(study) -> dict[str, pd.DataFrame]:
+    """The tables the Human evaluation tab (and the static export) show, from :mod:`human_eval.stats`
+    (seeded: the same study gives the same tables)."""
+    from human_eval import stats
+
+    df = study.ratings
+    return {
+        "descriptives": stats.descriptives(df),
+        "flags": stats.artifact_flags(df),
+        "participants": stats.participant_means(df, study.participants),
+        "friedman": stats.friedman(df),
+        "wilcoxon": stats.wilcoxon_posthoc(df),
+        "bootstrap": stats.cluster_bootstrap(df, seed=0),
+        "mwu": stats.mann_whitney_vs_reference(df, seed=0),
+    }
 
 
 def diverging_frame(ratings: pd.DataFrame, scale: tuple[int, int] = (1, 5)) -> pd.DataFrame:

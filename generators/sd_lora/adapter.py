@@ -209,7 +209,14 @@ class SDLoRAGenerator(Generator):
             out.update(checkpoint=str(self.checkpoint), base=self.meta["base"], rank=self.meta["rank"],
                        targets=self.meta["targets"], lora_parameters=self.meta["lora_parameters"],
                        steps=self.steps, guidance=self.guidance, scheduler=self.scheduler)
+        out["stand_in"] = self.stand_in(out)
         return out
+
+    @classmethod
+    def stand_in(cls, description: dict) -> str | None:
+        """``"tiny random SD base"`` when the LoRA was trained on the random-weight tiny base."""
+        base = description.get("base")
+        return "tiny random SD base" if isinstance(base, dict) and base.get("kind") == "tiny" else None
 
     @classmethod
     def describe_preset(cls, preset: str) -> dict:

@@ -83,3 +83,25 @@ def test_normality_with_too_few_ratings_is_a_row_not_a_crash():
 
     out = normality(pd.DataFrame({"source": "a", "rating": [1, 2, 4]}))
     assert len(out) == 4 and out["statistic"].isna().all() and out["note"].str.contains("n=3|3", regex=True).all()
+
+
+def test_html_report_reads_like_a_paper(tmp_path):
+    """Integers as integers with thousands separators, p-values as '< 0.001' or 2 significant digits, no
+    scientific notation, a stylesheet and a table of contents whose links all land on a section."""
+    import re
+
+    from harness.formatting import stat
+
+    t = read_study(*_write(tmp_path))
+    path = build_report(t, tmp_path / "rep", fmt="html", figures=False, n_perm=200, n_boot=100)
+    text = path.read_text()
+    assert "<style>" in text and "<nav class='toc'>" in text
+    links = re.findall(r"<a href='#([^']+)'>", text)
+    assert len(links) >= 12 and all(f"id='{a}'" in text for a in links)
+    assert not re.search(r"\d(\.\d+)?e[+-]\d", text)  # no 1.134e+04
+    assert "&lt; 0.001" in text
+    u = report_tables(t, n_perm=200, n_boot=100)["mann_whitney"]["U"].iloc[0]
+    assert f"<td>{stat(u)}</td>" in text and ("," in stat(u)) == (u >= 1000)
+    p_cells = re.findall(r"<td>(0\.\d+)</td>", text)
+    assert p_cells  # and every 0.xxx cell has at most 3 significant digits
+    assert all(len(c.lstrip("0.").rstrip()) <= 3 for c in p_cells)

@@ -33,6 +33,27 @@ def import_example_study(url: str) -> None:
     import_study(Store(url), study_from_frames(ratings, participants), "example", config={"synthetic": True})
 
 
+def copy_with_matching_study(seeded_db: str, path: Path) -> str:
+    """A copy of ``seeded_db`` plus a synthetic study rating its generators (real > images > labelmap)."""
+    import sqlite3
+
+    import pandas as pd
+
+    from harness.store import Store
+    from human_eval.db import import_study
+    from human_eval.schema import study_from_frames
+
+    with sqlite3.connect(seeded_db.removeprefix("sqlite:///")) as src, sqlite3.connect(path) as dst:
+        src.backup(dst)  # a file copy could miss pages still in the WAL
+    url = f"sqlite:///{path}"
+    rng = np.random.default_rng(1)
+    rows = [{"participant_id": f"P{p}", "image_id": f"{s}-{i}", "source": s,
+             "rating": int(np.clip(round(rng.normal(mu, 0.7)), 1, 5))}
+            for p in range(4) for s, mu in (("real", 4.5), ("images", 3.0), ("labelmap", 1.2)) for i in range(5)]
+    import_study(Store(url), study_from_frames(pd.DataFrame(rows)), "zz-agreement", config={"synthetic": True})
+    return url
+
+
 @pytest.fixture(scope="session")
 def seeded_db(tmp_path_factory: pytest.TempPathFactory) -> str:
     """real, labelmap and a folder of images (``images``) scored with FD/FD∞/KD in radiomics space, plus the

@@ -7,6 +7,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from leaderboard import charts, data, human
+from leaderboard import table as tbl
 
 
 def _ratings():
@@ -31,17 +32,18 @@ def test_diverging_frame_shares_and_centre():
     assert b.loc[1, "start"] == -0.5 and b.loc[5, "end"] == 0.5
 
 
-def _table(values: dict[str, dict[str, float]], higher: dict[str, bool]) -> data.Table:
+def _table(values: dict[str, dict[str, float]], higher: dict[str, bool]) -> tbl.Table:
     rows = []
     for metric, per_gen in values.items():
         for g, v in per_gen.items():
             rows.append(dict(run_id=f"{g}", generator=g, checkpoint="—", data="phantom", run_n=20, seed=0,
                              started_at=pd.Timestamp("2026-01-01", tz="UTC"), task="t", metric=metric, value=v,
                              ci_low=None, ci_high=None, n=20, feature_space="radiomics",
-                             higher_is_better=higher[metric]))
+                             higher_is_better=higher[metric], substitute=False, baseline=None, stand_in=None,
+                             imageset_path=None))
     frame = pd.DataFrame(rows)
     frame["order"] = range(len(frame))
-    return data.main_table(frame)
+    return tbl.main_table(frame)
 
 
 def test_ranking_agreement_matches_scipy_kendall():

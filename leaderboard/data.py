@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import ColumnElement, String, create_engine, func, inspect, literal_column, select, type_coerce
+from sqlalchemy import ColumnElement, String, create_engine, func, inspect, select, type_coerce
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -89,13 +89,10 @@ RESULT_COLUMNS = ["run_id", "generator", "checkpoint", "data", "run_n", "seed", 
 
 
 def substitute_column(conn) -> ColumnElement:
-    """The ONE place the leaderboard learns whether a result was computed in a stand-in feature space: the
-    ``result.substitute`` column where the store has it, else the flag the task wrote into ``details``
-    (``substitute_features`` / ``substitute``). Never guessed from a feature-space name. Read the selected
-    value with :func:`is_true`."""
-    columns = {c["name"] for c in inspect(conn).get_columns("result")}
-    if "substitute" in columns:
-        return type_coerce(literal_column("result.substitute"), String)
+    """The ONE place the leaderboard learns whether a result was computed in a stand-in feature space: the flag
+    the runner's record stage stores in every result's ``details`` (``substitute_features``; results stored before
+    it carry the task's ``substitute`` message). Never guessed from a feature-space name. Read the selected value
+    with :func:`is_true`."""
     return func.coalesce(Result.details["substitute_features"].as_string(), Result.details["substitute"].as_string())
 
 

@@ -182,10 +182,10 @@ def test_connect_is_read_only_and_missing_file_is_first_run(tmp_path):
         data.connect(f"sqlite:///{garbage}")
 
 
-def _store_with_flags(tmp_path, column: bool):
+def _store_with_flags(tmp_path, legacy: bool):
     from harness.store import Store
 
-    url = f"sqlite:///{tmp_path / ('col.db' if column else 'details.db')}"
+    url = f"sqlite:///{tmp_path / ('legacy.db' if legacy else 'details.db')}"
     store = Store(url)
     run_id = store.start_run(generator="real", data_source="phantom", n=20, seed=0, status="ok")
     store.finish_run(run_id, [
@@ -193,20 +193,17 @@ def _store_with_flags(tmp_path, column: bool):
         dict(task="color-shift", metric="colour_shift_rate", value=0.0, n=20, feature_space=None, higher_is_better=False),
         # a misleading name both ways: the stored flag decides, not the name
         dict(task="fid", metric="FD_random-inception", value=3.0, n=20, feature_space="random-inception",
-             higher_is_better=False, details={} if column else {"substitute_features": False}),
+             higher_is_better=False, details={"substitute_features": False}),
+        # the runner's record stage writes substitute_features; results stored before it carry the task's message
         dict(task="fid", metric="FD_x", value=3.0, n=20, feature_space="x", higher_is_better=False,
-             details={} if column else {"substitute": "x is a stand-in feature space"}),
+             details={"substitute": "x is a stand-in feature space"} if legacy else {"substitute_features": True}),
     ])
-    if column:  # the lead's `result.substitute` column (migration pending on this branch)
-        with sqlite3.connect(tmp_path / "col.db") as conn:
-            conn.execute("ALTER TABLE result ADD COLUMN substitute BOOLEAN")
-            conn.execute("UPDATE result SET substitute = (metric = 'FD_x')")
     return url, run_id
 
 
-@pytest.mark.parametrize("column", [False, True], ids=["details-json", "result-column"])
-def test_substitute_flag_is_read_from_the_store(tmp_path, column):
-    url, run_id = _store_with_flags(tmp_path, column)
+@pytest.mark.parametrize("legacy", [False, True], ids=["substitute_features", "legacy-details"])
+def test_substitute_flag_is_read_from_the_store(tmp_path, legacy):
+    url, run_id = _store_with_flags(tmp_path, legacy)
     engine = data.connect(url)
     res = data.load_results(engine).set_index("metric")
     assert res["substitute"].to_dict() == {"FD_radiomics": False, "colour_shift_rate": False,
@@ -217,7 +214,7 @@ def test_substitute_flag_is_read_from_the_store(tmp_path, column):
 
 def test_run_with_a_space_free_metric_has_headers(tmp_path):
     """A run mixing colour shift (no feature space) with FID: the detail view's headers work (None, not NaN)."""
-    url, run_id = _store_with_flags(tmp_path, column=False)
+    url, run_id = _store_with_flags(tmp_path, legacy=False)
     res = data.run_results(data.connect(url), run_id)
     assert list(res["feature_space"]) == ["radiomics", None, "random-inception", "x"]
     headers = [tbl.metric_header(m, s, bool(h), bool(sub)) for m, s, h, sub in

@@ -22,12 +22,12 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from harness.errors import EchoBenchError, StoreError
+from harness.io import IMAGE_SUFFIXES
 from harness.store import Artifact, Result, Run, resolve_url
 
 log = logging.getLogger(__name__)
 
 NO_CHECKPOINT = "—"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 
 # ------------------------------------------------------------------------------------------ connection

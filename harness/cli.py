@@ -347,7 +347,9 @@ def export_results(
 
     buf = io.BytesIO()
     if fmt == "csv":
-        frame.to_csv(buf, index=False)
+        from harness.csvsafe import spreadsheet_safe
+
+        spreadsheet_safe(frame).to_csv(buf, index=False)
     else:
         frame.to_parquet(buf, index=False)
     atomic_write_bytes(out_path, buf.getvalue())

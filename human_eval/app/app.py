@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from harness.csvsafe import csv_bytes
 from harness.errors import EchoBenchError, StoreError
 from harness.store import Store, resolve_url
 from harness.webapp import db_arg
@@ -229,7 +230,7 @@ def _participants(store: Store, study: str) -> None:
     if tokens is not None:
         st.warning("Tokens are shown only now (the database keeps only their hash): download or copy them.")
         st.dataframe(tokens, hide_index=True)
-        st.download_button("invitations.csv", tokens.to_csv(index=False), file_name="invitations.csv",
+        st.download_button("invitations.csv", csv_bytes(tokens), file_name="invitations.csv",
                            mime="text/csv", on_click="ignore", key="adm_tokens_csv")
 
 
@@ -242,7 +243,7 @@ def _export(store: Store, study: str) -> None:
     files = (("ratings.csv", ratings), ("participants.csv", parts), ("images.csv", images),
              ("rating_history.csv", history))
     for col, (fname, df) in zip(c, files):
-        col.download_button(fname, df.to_csv(index=False), file_name=fname, mime="text/csv", on_click="ignore",
+        col.download_button(fname, csv_bytes(df), file_name=fname, mime="text/csv", on_click="ignore",
                             key=f"adm_dl_{fname}")
 
 

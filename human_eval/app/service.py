@@ -273,6 +273,8 @@ class Rater:
     scale: tuple[int, int]
     plan: tuple[str, ...]
     image_pks: Mapping[str, int] = field(repr=False)
+    #: sha256 of the token signed in with: every read and save checks (study, participant, token) together
+    token_hash: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -310,15 +312,37 @@ def sign_in(store: Store, token: str) -> Rater:
         pks = dict(s.execute(select(StudyImage.image_id, StudyImage.id).where(
             StudyImage.study_id == p.study_id, StudyImage.image_id.in_(plan))).all())
         scale = tuple(st.config.get("scale", (1, 5)))
-        return Rater(p.id, p.participant_id, st.id, st.name, p.language, scale, plan, pks)  # type: ignore[arg-type]
+        return Rater(p.id, p.participant_id, st.id, st.name, p.language, scale, plan, pks,  # type: ignore[arg-type]
+                     token_hash=p.token_hash or "")
+
+
+def _me(s, rater: Rater, *, lock: bool = False) -> Participant:
+    """The rater's participant row, checked by its full identity (id, study, participant id, token hash).
+
+    AuthError when the study was replaced or deleted since sign-in, so a stale session can never read or write
+    another participant's record. ``lock`` also takes the write lock (SQLite) / row lock (PostgreSQL) before the
+    check, so a concurrent ``--replace-app-study`` either completes first (and this save is refused) or waits.
+    """
+    ident = (Participant.id == rater.pk, Participant.study_id == rater.study_id,
+             Participant.participant_id == rater.participant_id, Participant.token_hash == rater.token_hash)
+    if lock:  # a no-op UPDATE of the row: the same lock on both databases, and the identity check in one statement
+        from sqlalchemy import update
+
+        hit = s.execute(update(Participant).where(*ident).values(token_hash=Participant.token_hash)).rowcount
+        if not hit:
+            raise AuthError(f"participant {rater.participant_id} of study {rater.study!r} no longer exists (the study "
+                            "was replaced or deleted since sign-in); sign in again", "err_token_invalid")
+    p = s.scalar(select(Participant).where(*ident))
+    if p is None:
+        raise AuthError(f"participant {rater.participant_id} of study {rater.study!r} no longer exists (the study was "
+                        "replaced or deleted since sign-in); sign in again", "err_token_invalid")
+    return p
 
 
 def stage(store: Store, rater: Rater) -> str:
     """Where the rater is: ``consent``, ``pre``, ``rating``, ``post`` or ``done``."""
     with _db(store, "load your progress"), store.session() as s:
-        p = s.get(Participant, rater.pk)
-        if p is None:  # the study was deleted or replaced since sign-in
-            raise AuthError(f"participant {rater.participant_id} no longer exists", "err_token_invalid")
+        p = _me(s, rater)  # the study may have been deleted or replaced since sign-in
         answers = p.answers or {}
         if p.finished_at is not None:
             return "done"
@@ -334,7 +358,7 @@ def save_answers(store: Store, rater: Rater, section: str, values: Mapping[str, 
     if section not in ("consent", "pre", "post"):
         raise UsageError(f"unknown questionnaire section {section!r}")
     with _db(store, "save your answers"), store.session() as s, s.begin():
-        p = s.get(Participant, rater.pk, with_for_update=True)
+        p = _me(s, rater, lock=True)
         if p.finished_at is not None:
             raise AuthError("this study is complete; answers can no longer be changed", "err_finished")
         answers = dict(p.answers or {})
@@ -352,6 +376,7 @@ def save_answers(store: Store, rater: Rater, section: str, values: Mapping[str, 
 
 def _items(store: Store, rater: Rater) -> tuple[dict[str, StudyImage], dict[int, Rating]]:
     with _db(store, "load your images"), store.session() as s:
+        _me(s, rater)
         imgs = {i.image_id: i for i in s.scalars(select(StudyImage).where(StudyImage.id.in_(list(rater.image_pks.values()))))}
         done = {r.image_pk: r for r in s.scalars(select(Rating).where(Rating.participant_pk == rater.pk))}
     return imgs, done
@@ -429,7 +454,7 @@ def submit_rating(store: Store, rater: Rater, image_id: str, rating: int, flags:
         where=differs,
     ).returning(Rating.id, Rating.revision)
     with _db(store, "save your rating"), store.session() as s, s.begin():
-        finished = s.scalar(select(Participant.finished_at).where(Participant.id == rater.pk))
+        finished = _me(s, rater, lock=True).finished_at
         if finished is not None:
             raise AuthError("this study is complete; ratings can no longer be changed", "err_finished")
         row = s.execute(stmt).first()
@@ -467,19 +492,22 @@ def progress(store: Store, study: str | int) -> pd.DataFrame:
 def export_ratings(store: Store, study: str | int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """``(ratings, participants, images)`` in the import format of FORMATS.md (flags as 0/1, ISO times)."""
     with _db(store, "export the ratings"), store.session() as s:
-        st = _study(s, study)
-        stmt = (select(Participant.participant_id, StudyImage.image_id, StudyImage.source, Rating.rating,
-                       *[getattr(Rating, f) for f in FLAG_COLUMNS], Rating.comment, Rating.rated_at, Rating.position)
-                .join(Participant, Participant.id == Rating.participant_pk)
-                .join(StudyImage, StudyImage.id == Rating.image_pk)
-                .where(Rating.study_id == st.id).order_by(Participant.id, Rating.position))
-        ratings = pd.DataFrame(s.execute(stmt).mappings().all(), columns=list(EXPORT_RATING_COLUMNS))
-        parts = pd.DataFrame(s.execute(select(*[getattr(Participant, c) for c in EXPORT_PARTICIPANT_COLUMNS])
-                                       .where(Participant.study_id == st.id).order_by(Participant.id)).mappings().all(),
-                             columns=list(EXPORT_PARTICIPANT_COLUMNS))
-        images = pd.DataFrame(s.execute(select(StudyImage.image_id, StudyImage.source, StudyImage.path)
-                                        .where(StudyImage.study_id == st.id).order_by(StudyImage.id)).mappings().all(),
-                              columns=["image_id", "source", "path"])
+        return _export_frames(s, _study(s, study))
+
+
+def _export_frames(s, st: Study) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    stmt = (select(Participant.participant_id, StudyImage.image_id, StudyImage.source, Rating.rating,
+                   *[getattr(Rating, f) for f in FLAG_COLUMNS], Rating.comment, Rating.rated_at, Rating.position)
+            .join(Participant, Participant.id == Rating.participant_pk)
+            .join(StudyImage, StudyImage.id == Rating.image_pk)
+            .where(Rating.study_id == st.id).order_by(Participant.id, Rating.position))
+    ratings = pd.DataFrame(s.execute(stmt).mappings().all(), columns=list(EXPORT_RATING_COLUMNS))
+    parts = pd.DataFrame(s.execute(select(*[getattr(Participant, c) for c in EXPORT_PARTICIPANT_COLUMNS])
+                                   .where(Participant.study_id == st.id).order_by(Participant.id)).mappings().all(),
+                         columns=list(EXPORT_PARTICIPANT_COLUMNS))
+    images = pd.DataFrame(s.execute(select(StudyImage.image_id, StudyImage.source, StudyImage.path)
+                                    .where(StudyImage.study_id == st.id).order_by(StudyImage.id)).mappings().all(),
+                          columns=["image_id", "source", "path"])
     for f in FLAG_COLUMNS:
         ratings[f] = ratings[f].astype(bool).astype(int)
     ratings["rated_at"] = [_iso(v) for v in ratings["rated_at"]]
@@ -502,34 +530,49 @@ def rating_history(store: Store, study: str | int) -> pd.DataFrame:
     """Every answer saved in the app, one row per (participant, image, revision), oldest revision first;
     the highest revision of each (participant, image) is the answer in ``ratings.csv``."""
     with _db(store, "export the rating history"), store.session() as s:
-        st = _study(s, study)
-        stmt = (select(Participant.participant_id, StudyImage.image_id, StudyImage.source, RatingRevision.revision,
-                       RatingRevision.rating, *[getattr(RatingRevision, f) for f in FLAG_COLUMNS],
-                       RatingRevision.comment, RatingRevision.saved_at)
-                .join(Rating, Rating.id == RatingRevision.rating_id)
-                .join(Participant, Participant.id == Rating.participant_pk)
-                .join(StudyImage, StudyImage.id == Rating.image_pk)
-                .where(Rating.study_id == st.id)
-                .order_by(Participant.id, Rating.position, RatingRevision.revision))
-        hist = pd.DataFrame(s.execute(stmt).mappings().all(), columns=list(HISTORY_COLUMNS))
+        return _history_frame(s, _study(s, study))
+
+
+def _history_frame(s, st: Study) -> pd.DataFrame:
+    stmt = (select(Participant.participant_id, StudyImage.image_id, StudyImage.source, RatingRevision.revision,
+                   RatingRevision.rating, *[getattr(RatingRevision, f) for f in FLAG_COLUMNS],
+                   RatingRevision.comment, RatingRevision.saved_at)
+            .join(Rating, Rating.id == RatingRevision.rating_id)
+            .join(Participant, Participant.id == Rating.participant_pk)
+            .join(StudyImage, StudyImage.id == Rating.image_pk)
+            .where(Rating.study_id == st.id)
+            .order_by(Participant.id, Rating.position, RatingRevision.revision))
+    hist = pd.DataFrame(s.execute(stmt).mappings().all(), columns=list(HISTORY_COLUMNS))
     for f in FLAG_COLUMNS:
         hist[f] = hist[f].astype(bool).astype(int)
     hist["saved_at"] = [_iso(v) for v in hist["saved_at"]]
     return hist
 
 
+EXPORT_FILES = ("ratings.csv", "participants.csv", "images.csv", "rating_history.csv")
+
+
 def write_export(store: Store, study: str | int, out_dir: Path) -> list[Path]:
     """Write ``ratings.csv``, ``participants.csv`` and ``images.csv`` (the import format) and
-    ``rating_history.csv`` (every saved answer, changed ones included), each atomically, into ``out_dir``."""
+    ``rating_history.csv`` (every saved answer, changed ones included), each atomically, into ``out_dir``.
+
+    Text cells that a spreadsheet would run as a formula are prefixed with ``'`` (:mod:`harness.csvsafe`);
+    ``harness human import`` removes it again.
+    """
+    with _db(store, "export the ratings"), store.session() as s:
+        return write_export_in(s, _study(s, study), out_dir)
+
+
+def write_export_in(s, st: Study, out_dir: Path) -> list[Path]:
+    """:func:`write_export` inside an open session (e.g. the locked transaction that replaces the study)."""
+    from harness.csvsafe import csv_bytes
     from harness.imageset import atomic_write_bytes
 
-    ratings, parts, images = export_ratings(store, study)
-    history = rating_history(store, study)
+    frames = (*_export_frames(s, st), _history_frame(s, st))
     out_dir = Path(out_dir)
     paths = []
-    for fname, df in (("ratings.csv", ratings), ("participants.csv", parts), ("images.csv", images),
-                      ("rating_history.csv", history)):
+    for fname, df in zip(EXPORT_FILES, frames):
         path = out_dir / fname
-        atomic_write_bytes(path, df.to_csv(index=False).encode("utf-8"))
+        atomic_write_bytes(path, csv_bytes(df))
         paths.append(path)
     return paths

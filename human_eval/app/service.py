@@ -325,9 +325,16 @@ def _me(s, rater: Rater, *, lock: bool = False) -> Participant:
     """
     ident = (Participant.id == rater.pk, Participant.study_id == rater.study_id,
              Participant.participant_id == rater.participant_id, Participant.token_hash == rater.token_hash)
-    if lock:  # a no-op UPDATE of the row: the same lock on both databases, and the identity check in one statement
+    if lock:
         from sqlalchemy import update
 
+        # PostgreSQL: share-lock the study row first; a replacement holds it exclusively, so this save either
+        # commits before the replacement reads its backup or waits and then finds the study gone (never an FK error)
+        if s.get_bind().dialect.name == "postgresql" and s.scalar(
+                select(Study.id).where(Study.id == rater.study_id).with_for_update(read=True)) is None:
+            raise AuthError(f"study {rater.study!r} no longer exists (it was replaced or deleted since sign-in); sign in "
+                            "again", "err_token_invalid")
+        # a no-op UPDATE of the participant row: SQLite's write lock / PostgreSQL's row lock and the identity check
         hit = s.execute(update(Participant).where(*ident).values(token_hash=Participant.token_hash)).rowcount
         if not hit:
             raise AuthError(f"participant {rater.participant_id} of study {rater.study!r} no longer exists (the study "

@@ -15,7 +15,8 @@ import typer
 def app_cmd(
     db: str | None = typer.Option(None, "--db", help="Study DB URL or SQLite path (default ECHOBENCH_DB or sqlite:///echobench.db)."),
     port: int = typer.Option(8502, "--port", help="Port of the web server (http://localhost:PORT)."),
-    address: str | None = typer.Option(None, "--address", help="Interface to listen on (e.g. 127.0.0.1 for this computer only; default: all)."),
+    address: str = typer.Option("127.0.0.1", "--address", help="Interface to listen on: 127.0.0.1 (default) is this computer only; "
+                                "0.0.0.0 opens it to the network (serve a real study over TLS behind a reverse proxy: docs/human-eval.md)."),
 ) -> None:
     """Start the clinician rating app: study set-up (admin page) and the rater flow in the browser.
 
@@ -33,9 +34,12 @@ def app_cmd(
     if not os.environ.get("ECHOBENCH_ADMIN_PASSWORD"):
         err.print("[yellow]note:[/yellow] ECHOBENCH_ADMIN_PASSWORD is not set: the admin page works only with "
                   "admin_password in .streamlit/secrets.toml", highlight=False)
-    err.print(f"EchoBench rating app on http://localhost:{port} (raters), http://localhost:{port}/?page=admin "
-              "(study set-up); Ctrl-C to stop", highlight=False)
-    raise typer.Exit(serve(APP_PATH, url, port, address=address, extra=("--client.toolbarMode", "viewer")))
+    host = "localhost" if address in ("127.0.0.1", "localhost") else address
+    err.print(f"EchoBench rating app on http://{host}:{port} (raters), http://{host}:{port}/?page=admin "
+              "(study set-up); Ctrl-C to stop", highlight=False, markup=False)
+    # raters never see tracebacks (client.showErrorDetails none: a generic message; details go to this console)
+    raise typer.Exit(serve(APP_PATH, url, port, address=address,
+                           extra=("--client.toolbarMode", "viewer", "--client.showErrorDetails", "none")))
 
 
 def export_cmd(

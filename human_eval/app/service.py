@@ -75,16 +75,95 @@ EXPORT_RATING_COLUMNS = ("participant_id", "image_id", "source", "rating", *FLAG
 class AuthError(UsageError):
     """Not allowed: an unknown or used token, another rater's image, a finished study.
 
-    ``code`` is the catalogue key of the message shown to the rater (``err_token_invalid``, ...).
+    ``code`` is the catalogue key of the message shown to the rater (``err_token_invalid``, ...); ``values``
+    fill its placeholders (``err_too_many``: ``seconds``).
     """
 
-    def __init__(self, message: str, code: str):
+    def __init__(self, message: str, code: str, **values: Any):
         super().__init__(message)
         self.code = code
+        self.values = values
+
+
+class Throttle:
+    """Back-off after failed sign-ins, per client (a browser session) and for the whole app, with logging.
+
+    The first ``free`` failures of a client cost nothing; after that each further attempt must wait
+    ``base * 2**(k - free)`` seconds (capped at ``cap``) since the last failure. Across all clients, more than
+    ``global_free`` failures within ``window`` seconds put every sign-in of that kind on the same back-off
+    (capped at ``global_cap``, short, so a flood delays raters but cannot lock them out for long). A success
+    clears the client's count. Every failure is logged (WARNING) with the client key and the counts; the
+    secret itself is never logged. State is per process, which is the app (one Streamlit server).
+    """
+
+    def __init__(self, what: str, *, free: int = 3, base: float = 1.0, cap: float = 300.0, window: float = 900.0,
+                 global_free: int = 20, global_cap: float = 30.0, clock=None):
+        import threading
+        import time
+
+        self.what, self.free, self.base, self.cap = what, free, base, cap
+        self.window, self.global_free, self.global_cap = window, global_free, global_cap
+        self.clock = clock or time.monotonic
+        self._lock = threading.Lock()
+        self._fails: dict[str, tuple[int, float]] = {}  # client -> (failures in a row, time of the last)
+        self._recent: list[float] = []  # times of all recent failures
+
+    def _delay(self, k: int, free: int, cap: float) -> float:
+        return 0.0 if k < free else min(cap, self.base * 2.0 ** (k - free))
+
+    def wait_s(self, client: str) -> float:
+        """Seconds ``client`` must still wait before its next attempt (0: go ahead)."""
+        now = self.clock()
+        with self._lock:
+            self._recent = [t for t in self._recent if now - t < self.window]
+            k, last = self._fails.get(client, (0, now))
+            mine = self._delay(k, self.free, self.cap) - (now - last) if k else 0.0
+            g = len(self._recent)
+            glob = self._delay(g, self.global_free, self.global_cap) - (now - self._recent[-1]) if g else 0.0
+        return max(0.0, mine, glob)
+
+    def check(self, client: str) -> None:
+        """AuthError ``err_too_many`` while ``client`` (or the whole app) is backing off."""
+        wait = self.wait_s(client)
+        if wait > 0:
+            log.warning("%s sign-in from %s refused: backing off for %.0f s more", self.what, client, wait)
+            raise AuthError(f"too many failed {self.what} sign-ins; wait {wait:.0f} s", "err_too_many",
+                            seconds=int(wait) + 1)
+
+    def failure(self, client: str) -> None:
+        now = self.clock()
+        with self._lock:
+            k = self._fails.get(client, (0, now))[0] + 1
+            self._fails[client] = (k, now)
+            self._recent.append(now)
+            total = len(self._recent)
+        log.warning("failed %s sign-in from %s (%d in a row; %d failures app-wide in %.0f min)", self.what, client, k,
+                    total, self.window / 60)
+
+    def success(self, client: str) -> None:
+        with self._lock:
+            self._fails.pop(client, None)
+
+
+#: The app's throttles (one Streamlit process): rater tokens and the admin password.
+TOKEN_THROTTLE = Throttle("token")
+ADMIN_THROTTLE = Throttle("admin")
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def check_admin_password(given: str, expected: str, *, throttle: Throttle | None = None, client: str = "-") -> bool:
+    """Constant-time comparison of the admin password, with back-off and logging of failures."""
+    import hmac
+
+    if throttle is not None:
+        throttle.check(client)
+    ok = hmac.compare_digest(given.encode(), expected.encode())
+    if throttle is not None:
+        (throttle.success if ok else throttle.failure)(client)
+    return ok
 
 
 def hash_token(token: str) -> str:
@@ -297,14 +376,24 @@ class SubmitResult:
     revision: int
 
 
-def sign_in(store: Store, token: str) -> Rater:
-    """The participant a token belongs to; AuthError for an unknown or used token."""
+def sign_in(store: Store, token: str, *, throttle: Throttle | None = None, client: str = "-") -> Rater:
+    """The participant a token belongs to; AuthError for an unknown or used token.
+
+    With a ``throttle`` (the app passes :data:`TOKEN_THROTTLE` and its session id as ``client``), repeated
+    failures back off and are logged.
+    """
     if not token or not token.strip():
         raise AuthError("enter the token from your invitation", "err_token_empty")
+    if throttle is not None:
+        throttle.check(client)
     with _db(store, "sign in"), store.session() as s:
         p = s.scalar(select(Participant).where(Participant.token_hash == hash_token(token)))
         if p is None:
+            if throttle is not None:
+                throttle.failure(client)
             raise AuthError("this token is not valid; check it against your invitation", "err_token_invalid")
+        if throttle is not None:
+            throttle.success(client)
         if p.finished_at is not None:
             raise AuthError("this token was already used to complete the study", "err_token_used")
         st = s.get(Study, p.study_id)

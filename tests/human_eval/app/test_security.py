@@ -210,3 +210,71 @@ def test_migration_0004_keeps_rows_ids_and_cascades(tmp_path):
         assert c.execute(text("SELECT count(*) FROM rating")).scalar() == 0  # cascades still work
         c.execute(text("INSERT INTO participant (study_id, participant_id, answers) VALUES (5, 'Q', '{}')"))
         assert c.execute(text("SELECT max(id) FROM participant")).scalar() == 10  # 9 is not handed out again
+
+
+class _Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_token_sign_in_backs_off_and_logs_failures(store, tmp_path, caplog):
+    name = _study(store, tmp_path)
+    (_, tok), = sv.add_participants(store, name, 1)
+    clock = _Clock()
+    th = sv.Throttle("token", free=3, base=1.0, cap=300, global_free=50, clock=clock)
+    with caplog.at_level("WARNING", logger="human_eval.app.service"):
+        for _ in range(3):
+            with pytest.raises(sv.AuthError) as info:
+                sv.sign_in(store, "wrong-token", throttle=th, client="A")
+            assert info.value.code == "err_token_invalid"
+        with pytest.raises(sv.AuthError) as info:  # 3 free failures; the 4th attempt must wait, even the right token
+            sv.sign_in(store, tok, throttle=th, client="A")
+        assert info.value.code == "err_too_many" and info.value.values["seconds"] >= 1
+    assert "failed token sign-in from A" in caplog.text and "wrong-token" not in caplog.text
+    assert sv.sign_in(store, tok, throttle=th, client="B").participant_id  # another client is not delayed
+    clock.t += 1.5
+    assert sv.sign_in(store, tok, throttle=th, client="A").participant_id  # after the wait the right token works
+    assert th.wait_s("A") == 0  # and a success clears the count
+
+
+def test_admin_password_back_off_per_client_and_global():
+    clock = _Clock()
+    th = sv.Throttle("admin", free=3, base=1.0, cap=300, global_free=10, global_cap=30, clock=clock)
+    for _ in range(3):
+        assert not sv.check_admin_password("guess", "secret", throttle=th, client="A")
+    with pytest.raises(sv.AuthError):  # 100 guesses in 3 s are no longer possible
+        sv.check_admin_password("secret", "secret", throttle=th, client="A")
+    waits = []
+    for _ in range(12):  # exponential: each further failure doubles the wait
+        clock.t += th.wait_s("A") + 0.01
+        waits.append(th.wait_s("A"))
+        sv.check_admin_password("guess", "secret", throttle=th, client="A")
+    assert waits[0] == 0 and max(waits) <= 300
+    assert th.wait_s("A") > 60
+    clock.t += 10_000  # a new window
+    for k in range(12):  # many clients, one failure each: the global back-off applies to a fresh client too
+        th.failure(f"c{k}")
+    assert 0 < th.wait_s("fresh") <= 30
+    with pytest.raises(sv.AuthError):
+        sv.check_admin_password("secret", "secret", throttle=th, client="fresh")
+
+
+def test_app_defaults_local_address_env_url_and_no_error_details(tmp_path, monkeypatch):
+    import harness.webapp as web
+    from harness.cli import run_cli
+
+    seen = {}
+
+    def fake_call(cmd, env=None):
+        seen["cmd"], seen["env"] = cmd, env
+        return 0
+
+    monkeypatch.setattr(web.subprocess, "call", fake_call)
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    assert run_cli(["human", "app", "--db", url]) == 0
+    joined = " ".join(seen["cmd"])
+    assert "--server.address 127.0.0.1" in joined and "--client.showErrorDetails none" in joined
+    assert url not in joined and seen["env"][web.DB_ENV] == url

@@ -174,7 +174,14 @@ def run(
         return
     from harness.runner import RunRequest
     from harness.runner import run as run_pipeline
+    from harness.validate import validate_device
 
+    device = validate_device(device)
+    task_options = _parse_task_options(task_option)
+    not_run = sorted(set(task_options) - set(task))
+    if not_run:
+        raise UsageError(f"--task-option for {', '.join(not_run)}, which is not run (tasks: {', '.join(task)}); add --task "
+                         f"{not_run[0]} or drop the option")
     gen_options = _parse_kv(option, "--option")
     if images is not None:
         gen_options["images"] = images
@@ -183,7 +190,7 @@ def run(
         train_data=train_data, n_train=n_train,
         features=features, weights=weights, checkpoint=checkpoint,
         conditions=[c.strip() for c in conditions.split(",") if c.strip()] if conditions else None,
-        generator_options=gen_options, task_options=_parse_task_options(task_option), batch_size=batch_size,
+        generator_options=gen_options, task_options=task_options, batch_size=batch_size,
         device=device, db=db, home=home,
     )
     outcome = run_pipeline(req, RichReporter(enabled=not as_json))
@@ -312,7 +319,9 @@ def data_export(
     """
     from harness.data.base import open_data_spec
     from harness.data.export import export_data
+    from harness.validate import check_output_dir
 
+    check_output_dir(out_dir)
     options: dict = {}
     if size is not None:
         options["size"] = size
@@ -342,6 +351,9 @@ def export_results(
 
     if fmt not in ("csv", "parquet"):
         raise UsageError(f"--format must be csv or parquet, not {fmt!r}")
+    from harness.validate import check_output_file
+
+    check_output_file(out_path)
     frame = Store(db).results_frame()
     import io
 

@@ -35,7 +35,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from harness.errors import StoreError, UsageError
@@ -278,7 +278,14 @@ class Store:
         if not is_sqlite:
             kwargs["pool_pre_ping"] = True
             kwargs["connect_args"] = {"connect_timeout": 10}
-        self.engine: Engine = create_engine(self.url, **kwargs)
+        try:
+            self.engine: Engine = create_engine(self.url, **kwargs)
+        except (ImportError, NoSuchModuleError) as exc:
+            backend = make_url(self.url).get_backend_name()
+            raise StoreError(
+                f"cannot open {_safe(self.url)}: the {backend} database driver is not installed ({exc}). EchoBench is "
+                "tested with SQLite (default) and PostgreSQL (pip install 'psycopg[binary]'); for another database "
+                "install its SQLAlchemy driver") from None
         if is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:

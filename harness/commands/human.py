@@ -83,6 +83,9 @@ def report_cmd(
         raise UsageError(f"--format must be md or html, not {fmt!r}")
     if example == (study is not None):
         raise UsageError("give exactly one of --study NAME or --example")
+    from harness.validate import check_output_dir
+
+    check_output_dir(out_dir)
     if example:
         from human_eval.examples import make_example_study
         from human_eval.schema import study_from_frames

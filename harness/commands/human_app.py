@@ -55,10 +55,12 @@ def export_cmd(
     """
     from harness.cli import err
     from harness.store import Store
+    from harness.validate import check_output_dir
     from human_eval.app.service import write_export
 
+    check_output_dir(out_dir)
     paths = write_export(Store(db), study, out_dir)
-    err.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
+    err.print("wrote " + ", ".join(str(p) for p in paths), highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -321,7 +321,7 @@ def data_export(
     from harness.data.export import export_data
     from harness.validate import check_output_dir
 
-    check_output_dir(out_dir)
+    check_output_dir(out_dir, must_be_empty=not overwrite, hint="choose another --out or pass --overwrite")
     options: dict = {}
     if size is not None:
         options["size"] = size

@@ -78,11 +78,15 @@ def check_output_file(path: Path | str, option: str = "--out") -> Path:
     return path
 
 
-def check_output_dir(path: Path | str, option: str = "--out") -> Path:
-    """``path`` can be used as an output folder (it is not a file; it exists or can be made)."""
+def check_output_dir(path: Path | str, option: str = "--out", *, must_be_empty: bool = False,
+                     hint: str = "choose another folder") -> Path:
+    """``path`` can be used as an output folder (it is not a file; it exists or can be made; with
+    ``must_be_empty``, it holds nothing yet)."""
     path = Path(path).expanduser()
     if path.exists() and not path.is_dir():
         raise UsageError(f"{option} {path} is a file; give a folder (it is created when missing)")
+    if must_be_empty and path.is_dir() and any(path.iterdir()):
+        raise UsageError(f"{option} {path} is not empty; {hint}")
     _check_creatable(path / "x", option)
     return path
 

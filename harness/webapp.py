@@ -37,12 +37,17 @@ def app_env(url: str) -> dict[str, str]:
     return {**os.environ, DB_ENV: url}
 
 
-def serve(app_path: Path, url: str, port: int, *, address: str | None = None, extra: tuple[str, ...] = ()) -> int:
-    """Run the app in the foreground until Ctrl-C; returns streamlit's exit code (0 after Ctrl-C)."""
+def check_serve(port: int) -> None:
+    """UsageError unless streamlit is installed and ``port`` is a TCP port (call before printing anything)."""
     if importlib.util.find_spec("streamlit") is None:
         raise UsageError("this command needs streamlit: pip install streamlit altair")
     if not 0 < port < 65536:
         raise UsageError(f"--port must be between 1 and 65535 (got {port})")
+
+
+def serve(app_path: Path, url: str, port: int, *, address: str | None = None, extra: tuple[str, ...] = ()) -> int:
+    """Run the app in the foreground until Ctrl-C; returns streamlit's exit code (0 after Ctrl-C)."""
+    check_serve(port)
     try:
         return subprocess.call(streamlit_command(app_path, url, port, address=address, extra=extra), env=app_env(url))
     except KeyboardInterrupt:

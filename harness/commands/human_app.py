@@ -26,9 +26,10 @@ def app_cmd(
     """
     from harness.cli import err
     from harness.store import Store, resolve_url
-    from harness.webapp import serve
+    from harness.webapp import check_serve, serve
     from human_eval.app import APP_PATH
 
+    check_serve(port)
     url = resolve_url(db)
     Store(url)  # an unreachable DB fails here (StoreError), and the schema is migrated before raters arrive
     if not os.environ.get("ECHOBENCH_ADMIN_PASSWORD"):

@@ -286,7 +286,7 @@ class TranslationGenerator(Generator):
                 f"generator {self.name!r} takes no sampling option(s) {', '.join(sorted(options))}: its network settings "
                 "come from the checkpoint's config.json (training options: harness train -g "
                 f"{self.name} -o KEY=VALUE; see harness describe generator {self.name})")
-        super().__init__()
+        super().__init__(**({} if data is None else {"data": data}))  # as before: the run key is unchanged
         self.config: TranslationConfig | None = None
         self.nets: dict = {}
         self.device = "cpu"

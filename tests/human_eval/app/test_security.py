@@ -278,3 +278,16 @@ def test_app_defaults_local_address_env_url_and_no_error_details(tmp_path, monke
     joined = " ".join(seen["cmd"])
     assert "--server.address 127.0.0.1" in joined and "--client.showErrorDetails none" in joined
     assert url not in joined and seen["env"][web.DB_ENV] == url
+
+
+def test_results_export_csv_is_spreadsheet_safe(tmp_path):
+    from harness.cli import run_cli
+
+    url = f"sqlite:///{tmp_path / 'res.db'}"
+    store = Store(url)
+    rid = store.start_run(generator="=HYPERLINK(\"http://x\")", data_source="phantom", n=2, seed=0)
+    store.finish_run(rid, [dict(task="fid", task_version="1", metric="FD_radiomics", value=-0.5, feature_space="radiomics")])
+    out = tmp_path / "r.csv"
+    assert run_cli(["export", "--out", str(out), "--db", url]) == 0
+    frame = pd.read_csv(out)
+    assert frame["generator"].tolist() == ["'=HYPERLINK(\"http://x\")"] and frame["value"].tolist() == [-0.5]

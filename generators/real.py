@@ -19,6 +19,7 @@ from harness.registry import generators
 class RealGenerator(Generator):
     takes_checkpoint = False
     uses_seed = False
+    samples_data_split = True
     description = "Held-out real images of a data source (the noise floor)"
 
     def __init__(self, *, data: DataSource, split: str | None = None, **options: Any):

@@ -70,7 +70,7 @@ def to_phantom_labels(label_map: np.ndarray, source: str, *, where: str = "") ->
     lut = np.zeros(256, dtype=np.uint8)
     for v, name in table.items():
         lut[v] = LABELS[name]
-    return lut[np.asarray(label_map, dtype=np.uint8)]
+    return lut[np.asarray(label_map).astype(np.intp)]  # every value is in the table (checked above)
 
 
 def structures(source: str) -> tuple[str, ...]:

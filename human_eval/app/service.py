@@ -37,7 +37,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from harness.errors import DataError, StoreError, UsageError
-from harness.imageset import IMAGE_SUFFIXES, ImageSet
+from harness.imageset import ImageSet
+from harness.io import IMAGE_SUFFIXES
 from harness.store import Participant, Rating, RatingRevision, Run, Store, Study, StudyImage
 from human_eval.app.design import balanced_latin_square, participant_plan
 from human_eval.schema import FLAG_COLUMNS, canonical_source
@@ -662,7 +663,7 @@ def write_export(store: Store, study: str | int, out_dir: Path) -> list[Path]:
 def write_export_in(s, st: Study, out_dir: Path) -> list[Path]:
     """:func:`write_export` inside an open session (e.g. the locked transaction that replaces the study)."""
     from harness.csvsafe import csv_bytes
-    from harness.imageset import atomic_write_bytes
+    from harness.io import atomic_write_bytes
 
     frames = (*_export_frames(s, st), _history_frame(s, st))
     out_dir = Path(out_dir)

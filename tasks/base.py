@@ -40,7 +40,8 @@ def parse_option(task: str, name: str, value: Any, default: Any, bounds: tuple[f
     """``value`` (from the CLI a string or a JSON-decoded number) as the type of ``default``, range-checked.
 
     bool ← true/false/yes/no/1/0; int ← an integer (``3``, ``"3"``, not ``3.5``, ``1e9`` or ``true``); float ← any
-    finite number; str ← text; a ``None`` default takes a finite number or ``none``. UsageError otherwise.
+    finite number; str ← text (or a list of texts); a ``None`` default takes ``none``, a finite number (as float),
+    or any other value unchanged (the task checks it). Declared ``ranges`` apply to numbers. UsageError otherwise.
     """
     import math
 
@@ -48,8 +49,15 @@ def parse_option(task: str, name: str, value: Any, default: Any, bounds: tuple[f
 
     where = f"--task-option {task}.{name}={value!r}"
     text = value.strip().lower() if isinstance(value, str) else None
-    if default is None and (value is None or text in ("none", "null", "")):
-        return None
+    if default is None:
+        if value is None or text in ("none", "null", ""):
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            return value  # an option without a typed default (lists, mappings) is the task's to check
+        try:
+            float(value)
+        except ValueError:
+            return value  # text: the task checks it
     kind = type(default) if default is not None else float
     try:
         if kind is bool:
@@ -72,9 +80,12 @@ def parse_option(task: str, name: str, value: Any, default: Any, bounds: tuple[f
             if not math.isfinite(out) or (text is not None and not text.isascii()):
                 raise ValueError
         elif kind is str:
-            if not isinstance(value, str):
+            if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+                out = value  # e.g. metrics=["fid", "kid"] from Python
+            elif not isinstance(value, str):
                 raise ValueError
-            out = value
+            else:
+                out = value
         else:
             out = value
     except (ValueError, TypeError):

@@ -52,12 +52,15 @@ def parse_option(task: str, name: str, value: Any, default: Any, bounds: tuple[f
     if default is None:
         if value is None or text in ("none", "null", ""):
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        if bounds is not None:  # a declared range: a number or none (e.g. color-shift.threshold)
+            pass
+        elif isinstance(value, bool) or not isinstance(value, (int, float, str)):
             return value  # an option without a typed default (lists, mappings) is the task's to check
-        try:
-            float(value)
-        except ValueError:
-            return value  # text: the task checks it
+        else:
+            try:
+                float(value)
+            except ValueError:
+                return value  # text: the task checks it
     kind = type(default) if default is not None else float
     try:
         if kind is bool:

@@ -54,6 +54,7 @@ class Generator(ABC):
     trainable: ClassVar[bool] = False
     batch_size_invariant: ClassVar[bool] = True
     uses_seed: ClassVar[bool] = True  # False for baselines whose images do not depend on the seed
+    takes_checkpoint: ClassVar[bool] = True  # False for baselines that load no weights (real, labelmap, images)
     config_class: ClassVar[type | None] = None
     train_data: str | None = None  # data spec of the training set (set by load() from the checkpoint's config)
     #: True for adapters that sample a data source's split (``real``, ``labelmap``): ``--data SRC@split`` picks it
@@ -70,9 +71,21 @@ class Generator(ABC):
     def fit(self, train: Any, out_dir: Path, config: Any) -> Path:
         raise UsageError(f"generator {self.name!r} is not trainable")
 
+    @classmethod
+    def check_checkpoint(cls, checkpoint: Path | None) -> None:
+        """Refuse a ``--checkpoint`` this adapter would ignore, or one that does not exist (UsageError); the
+        runner's plan stage calls it before anything is written."""
+        if checkpoint is None:
+            return
+        if not cls.takes_checkpoint:
+            raise UsageError(f"generator {cls.name!r} loads no weights; it does not take --checkpoint ({checkpoint})")
+        if not Path(checkpoint).exists():
+            raise UsageError(f"--checkpoint {checkpoint} does not exist")
+
     # sampling ------------------------------------------------------------------------------------
-    def load(self, checkpoint: Path | None = None, device: str = "auto") -> None:  # noqa: B027 (optional hook)
+    def load(self, checkpoint: Path | None = None, device: str = "auto") -> None:
         """Load weights (``checkpoint``) onto ``device`` (``"auto"``: GPU if present); baselines need none."""
+        self.check_checkpoint(checkpoint)
 
     @abstractmethod
     def sample(

@@ -15,6 +15,7 @@ from harness.registry import generators
 
 @generators.register("images")
 class ImagesGenerator(Generator):
+    takes_checkpoint = False
     uses_seed = False
     description = "A folder of images generated elsewhere (--images DIR)"
     batch_size_invariant = True
@@ -31,6 +32,23 @@ class ImagesGenerator(Generator):
         self.count = self.folder.count(self.split) or 0
         if self.count < 2:
             raise DataError(f"image folder {images} has {self.count} image(s); at least 2 are needed")
+        self._check_first_size()
+
+    def _check_first_size(self) -> None:
+        """Refuse a folder of tiny images (e.g. 1×1) before anything is written: the first file's header is read."""
+        from PIL import Image
+
+        from harness.validate import check_image_size
+
+        first = (getattr(self.folder, "files", None) or [None])[0]
+        if first is None:
+            return
+        try:
+            with Image.open(first) as im:
+                w, h = im.size
+        except Exception:  # noqa: BLE001 (an unreadable file is reported by name when it is read)
+            return
+        check_image_size((h, w), f"image {first}")
 
     def default_n(self) -> int:
         return self.count

@@ -17,6 +17,7 @@ from harness.registry import generators
 
 @generators.register("labelmap")
 class LabelMapGenerator(Generator):
+    takes_checkpoint = False
     uses_seed = False
     baseline = "no-learning floor"
     description = "Phantom label maps as flat-intensity images (lower baseline)"

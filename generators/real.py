@@ -17,6 +17,7 @@ from harness.registry import generators
 
 @generators.register("real")
 class RealGenerator(Generator):
+    takes_checkpoint = False
     uses_seed = False
     samples_data_split = True
     baseline = "noise floor"

@@ -285,8 +285,13 @@ class TranslationGenerator(Generator):
     conditions: ClassVar[tuple[str, ...]] = ("normal", "asd", "vsd", "dilated-lv", "dilated-rv", "lvh")
     sampler: ClassVar[str] = "G"  # the network that maps label maps to images
 
-    def __init__(self, **options: Any):
-        super().__init__(**options)
+    def __init__(self, *, data: Any = None, **options: Any):
+        if options:  # the networks' settings come from the checkpoint's config.json; training options go to fit
+            raise UsageError(
+                f"generator {self.name!r} takes no sampling option(s) {', '.join(sorted(options))}: its network settings "
+                "come from the checkpoint's config.json (training options: harness train -g "
+                f"{self.name} -o KEY=VALUE; see harness describe generator {self.name})")
+        super().__init__(**({} if data is None else {"data": data}))  # as before: the run key is unchanged
         self.config: TranslationConfig | None = None
         self.nets: dict = {}
         self.device = "cpu"

@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import uuid
 import zipfile
 from dataclasses import dataclass
@@ -42,6 +43,25 @@ RESULT_FIELDS = ("task", "task_version", "metric", "value", "ci_low", "ci_high",
                  "higher_is_better", "details")
 REQUIRED_RUN = ("id", "generator", "data_source", "n", "seed", "status")
 REQUIRED_RESULT = ("task", "task_version", "metric", "value")
+INT32_MAX = 2**31 - 1  # SQL INTEGER columns (PostgreSQL: 32-bit)
+#: Largest member sizes read from a bundle (checked while decompressing, never trusting the zip header).
+MAX_SAMPLE_BYTES = 32 * 2**20
+MAX_JSON_BYTES = 32 * 2**20
+MAX_MANIFEST_BYTES = 256 * 2**20
+MAX_TOTAL_BYTES = 768 * 2**20
+_TEXT = (str,)
+_OPT_TEXT = (str, type(None))
+#: run.json field -> (allowed types, max length for text); lengths are the store's String(n) columns.
+RUN_TYPES: dict[str, tuple[tuple[type, ...], int | None]] = {
+    "id": (_TEXT, 64), "generator": (_TEXT, 200), "checkpoint_hash": (_OPT_TEXT, 64), "data_source": (_TEXT, 500),
+    "reference": (_OPT_TEXT, 500), "feature_space": (_OPT_TEXT, 100), "config": ((dict, type(None)), None),
+    "versions": ((dict, type(None)), None), "git_sha": (_OPT_TEXT, 64), "imageset_hash": (_OPT_TEXT, 64),
+    "status": (_TEXT, 20), "started_at": (_OPT_TEXT, 64), "finished_at": (_OPT_TEXT, 64),
+}
+RESULT_TYPES: dict[str, tuple[tuple[type, ...], int | None]] = {
+    "task": (_TEXT, 100), "task_version": ((str, int), 20), "metric": (_TEXT, 100), "feature_space": (_OPT_TEXT, 100),
+    "higher_is_better": ((bool, type(None)), None), "details": ((dict, type(None)), None),
+}
 
 
 @dataclass(frozen=True)
@@ -131,6 +151,9 @@ def submit(run_id: str, out: Path | str, *, db: str | None = None, samples: int 
         raise UsageError(f"--out {out}: a bundle is a .zip file")
     if samples < 0:
         raise UsageError(f"--samples must be >= 0 (got {samples})")
+    from harness.validate import check_output_file
+
+    check_output_file(out)
     run = find_run(Store(db), run_id)
     if run.status != "ok":
         raise UsageError(f"run {run.id} has status {run.status!r}; only finished runs (status 'ok') can be submitted")
@@ -196,11 +219,63 @@ def _refuse(path: Path, reason: str) -> DataError:
     return DataError(f"bundle {path} refused: {reason}")
 
 
+def _no_constant(value: str) -> Any:
+    raise ValueError(f"{value} is not a JSON number")
+
+
 def _json(path: Path, name: str, data: bytes) -> Any:
+    """Strict JSON: ``NaN``/``Infinity`` (Python's extensions) are refused, as are NUL characters anywhere."""
     try:
-        return json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        obj = json.loads(data, parse_constant=_no_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise _refuse(path, f"{name} is not valid JSON ({exc})") from exc
+    bad = _find_nul(obj)
+    if bad is not None:
+        raise _refuse(path, f"{name} holds a NUL character (\\u0000) in {bad}")
+    return obj
+
+
+def _find_nul(obj: Any, where: str = "the document") -> str | None:
+    if isinstance(obj, str):
+        return where if "\x00" in obj else None
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            found = _find_nul(str(k), f"a key of {where}") or _find_nul(v, f"{where}.{k}")
+            if found:
+                return found
+    if isinstance(obj, list):
+        for i, v in enumerate(obj):
+            found = _find_nul(v, f"{where}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def _member_cap(name: str) -> int:
+    if name.startswith("samples/"):
+        return MAX_SAMPLE_BYTES
+    return MAX_MANIFEST_BYTES if name.endswith(".jsonl") else MAX_JSON_BYTES
+
+
+def _read_members(path: Path, zf: zipfile.ZipFile) -> dict[str, bytes]:
+    """Every file of the zip, each decompressed only up to its size cap (a zip bomb is refused early)."""
+    contents: dict[str, bytes] = {}
+    total = 0
+    for info in zf.infolist():
+        if info.is_dir():
+            continue
+        cap = _member_cap(info.filename)
+        if info.file_size > cap:
+            raise _refuse(path, f"{info.filename} is {info.file_size} bytes; at most {cap} are accepted")
+        with zf.open(info) as fh:
+            data = fh.read(cap + 1)
+        if len(data) > cap:
+            raise _refuse(path, f"{info.filename} decompresses to more than {cap} bytes")
+        total += len(data)
+        if total > MAX_TOTAL_BYTES:
+            raise _refuse(path, f"the bundle decompresses to more than {MAX_TOTAL_BYTES} bytes")
+        contents[info.filename] = data
+    return contents
 
 
 def read_bundle(path: Path | str) -> Bundle:
@@ -217,20 +292,25 @@ def read_bundle(path: Path | str) -> Bundle:
                 raise _refuse(path, f"unsafe file name(s) {bad[:3]}")
             if len(set(names)) != len(names):
                 raise _refuse(path, "a file name appears twice in the zip")
-            contents = {n: zf.read(n) for n in names if not n.endswith("/")}
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            contents = _read_members(path, zf)
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError, ValueError) as exc:
         raise _refuse(path, f"not a readable zip file ({exc})") from exc
     if "bundle.json" not in contents:
         raise _refuse(path, "bundle.json is missing (was it made by `harness submit`?)")
     meta = _json(path, "bundle.json", contents.pop("bundle.json"))
-    if not isinstance(meta, dict) or meta.get("kind") != KIND:
+    if not isinstance(meta, dict) or not isinstance(meta.get("kind"), (str, type(None))) or meta.get("kind") != KIND:
         raise _refuse(path, f"bundle.json kind is {meta.get('kind') if isinstance(meta, dict) else None!r}, expected {KIND!r}")
-    if meta.get("schema_version") != SCHEMA_VERSION:
+    if type(meta.get("schema_version")) is not int or meta.get("schema_version") != SCHEMA_VERSION:
         raise _refuse(path, f"schema version {meta.get('schema_version')!r}; this EchoBench reads version {SCHEMA_VERSION} "
                             "(upgrade EchoBench, or submit again with this version)")
     listed = meta.get("files")
-    if not isinstance(listed, dict):
+    if not isinstance(listed, dict) or not all(isinstance(v, str) for v in listed.values()):
         raise _refuse(path, "bundle.json has no 'files' table of sha256s")
+    for key, kinds in (("submitter", (dict, type(None))), ("adapter", (dict, type(None))),
+                       ("created_at", (str, type(None))), ("imageset_content_hash", (str, type(None))),
+                       ("original_run_id", (str, type(None)))):
+        if not isinstance(meta.get(key), kinds):
+            raise _refuse(path, f"bundle.json field {key}={meta.get(key)!r:.80} has the wrong type")
     for name in sorted(set(listed) - set(contents)):
         raise _refuse(path, f"{name} is listed in bundle.json but missing from the zip")
     for name in sorted(set(contents) - set(listed)):
@@ -257,18 +337,44 @@ def _check_run(path: Path, run: Any, results: Any) -> None:
     missing = [k for k in REQUIRED_RUN if k not in run]
     if missing:
         raise _refuse(path, f"run.json lacks field(s) {', '.join(missing)}")
+    _check_types(path, "run.json", run, RUN_TYPES)
     if run["status"] != "ok":
         raise _refuse(path, f"run.json status is {run['status']!r}; only finished runs can be imported")
-    if not isinstance(run["n"], int) or run["n"] < 2:
-        raise _refuse(path, f"run.json n={run['n']!r} is not an image count")
+    for f, low in (("n", 2), ("seed", 0)):
+        v = run[f]
+        if type(v) is not int or not low <= v <= INT32_MAX:  # 3.0, true, "3" and 2**40 are not image counts/seeds
+            raise _refuse(path, f"run.json {f}={v!r:.40} is not an integer {low}..{INT32_MAX}")
+    for f in ("started_at", "finished_at"):
+        if run.get(f) is not None and _parse_time(run[f]) is None:
+            raise _refuse(path, f"run.json {f}={run[f]!r:.40} is not an ISO-8601 time")
     if not isinstance(results, list) or not results:
         raise _refuse(path, "results.json holds no results")
     for k, r in enumerate(results):
         if not isinstance(r, dict) or any(f not in r for f in REQUIRED_RESULT):
             raise _refuse(path, f"results.json row {k} lacks one of {', '.join(REQUIRED_RESULT)}")
+        _check_types(path, f"results.json row {k}", r, RESULT_TYPES)
         for f in ("value", "ci_low", "ci_high"):
-            if r.get(f) is not None and (isinstance(r[f], bool) or not isinstance(r[f], (int, float))):
-                raise _refuse(path, f"results.json row {k} field {f}={r[f]!r} is not a number")
+            v = r.get(f)
+            if f != "value" and v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+                raise _refuse(path, f"results.json row {k} field {f}={v!r:.40} is not a number (finite values only)")
+        n = r.get("n")
+        if n is not None and (type(n) is not int or not 0 <= n <= INT32_MAX):
+            raise _refuse(path, f"results.json row {k} field n={n!r:.40} is not an integer 0..{INT32_MAX}")
+
+
+def _check_types(path: Path, where: str, obj: dict, types: dict[str, tuple[tuple[type, ...], int | None]]) -> None:
+    for f, (kinds, limit) in types.items():
+        if f not in obj:
+            continue
+        v = obj[f]
+        if not isinstance(v, kinds) or (bool in kinds) != isinstance(v, bool) and v is not None:
+            names = " or ".join("null" if k is type(None) else {"str": "text", "dict": "object"}.get(k.__name__, k.__name__)
+                                for k in kinds)
+            raise _refuse(path, f"{where} field {f}={v!r:.40} should be {names}")
+        if limit is not None and isinstance(v, str) and len(v) > limit:
+            raise _refuse(path, f"{where} field {f} is {len(v)} characters long; at most {limit} are stored")
 
 
 def _check_images(path: Path, meta: dict, run: dict, contents: dict[str, bytes]) -> None:
@@ -344,8 +450,6 @@ def import_bundle(path: Path | str, *, db: str | None = None, home: Path | None 
         "imported_at": dt.datetime.now(dt.timezone.utc).isoformat(),
     }
     sample_dir = Path(home or default_home()) / "_submitted" / new_id / "samples"
-    for name, data in sorted(bundle.samples.items()):
-        atomic_write_bytes(sample_dir / name, data)
     row = Run(
         id=new_id, generator=run["generator"], checkpoint_hash=run.get("checkpoint_hash"),
         data_source=run["data_source"], reference=run.get("reference"), n=run["n"], seed=run["seed"],
@@ -356,13 +460,21 @@ def import_bundle(path: Path | str, *, db: str | None = None, home: Path | None 
         started_at=_parse_time(run.get("started_at")) or dt.datetime.now(dt.timezone.utc),
         finished_at=_parse_time(run.get("finished_at")),
     )
-    with store.session() as s, s.begin():
-        s.add(row)
-        s.flush()
-        for r in bundle.results:
-            s.add(Result(run_id=new_id, **{f: r.get(f) for f in RESULT_FIELDS if f in r}))
-        if bundle.samples:
-            s.add(Artifact(run_id=new_id, kind="samples", path=str(sample_dir.resolve())))
+    try:  # nothing half-written: the samples go when the database insert fails, and vice versa
+        for name, data in sorted(bundle.samples.items()):
+            atomic_write_bytes(sample_dir / name, data)
+        with store.session() as s, s.begin():
+            s.add(row)
+            s.flush()
+            for r in bundle.results:
+                s.add(Result(run_id=new_id, **{f: r.get(f) for f in RESULT_FIELDS if f in r}))
+            if bundle.samples:
+                s.add(Artifact(run_id=new_id, kind="samples", path=str(sample_dir.resolve())))
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(sample_dir.parent, ignore_errors=True)
+        raise
     return ImportInfo(new_id, run["id"], run["generator"], len(bundle.results), bundle.sha256)
 
 

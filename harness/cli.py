@@ -40,8 +40,16 @@ app = typer.Typer(
 data_app = typer.Typer(help="Data sources: export the phantom (with injected faults) or any source to a folder.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+# emoji=False: ``:smile:`` in a path or a CSV cell is printed as typed; user text is also markup-escaped (esc)
+out = Console(width=None if sys.stdout.isatty() else 160, emoji=False)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160, emoji=False)
+
+
+def esc(value: object) -> str:
+    """User text (a path, a name, a CSV cell) for an f-string printed with Rich markup: ``[red]`` stays literal."""
+    from rich.markup import escape
+
+    return escape(str(value))
 _state = {"debug": False}
 
 
@@ -166,7 +174,14 @@ def run(
         return
     from harness.runner import RunRequest
     from harness.runner import run as run_pipeline
+    from harness.validate import validate_device
 
+    device = validate_device(device)
+    task_options = _parse_task_options(task_option)
+    not_run = sorted(set(task_options) - set(task))
+    if not_run:
+        raise UsageError(f"--task-option for {', '.join(not_run)}, which is not run (tasks: {', '.join(task)}); add --task "
+                         f"{not_run[0]} or drop the option")
     gen_options = _parse_kv(option, "--option")
     if images is not None:
         gen_options["images"] = images
@@ -175,7 +190,7 @@ def run(
         train_data=train_data, n_train=n_train,
         features=features, weights=weights, checkpoint=checkpoint,
         conditions=[c.strip() for c in conditions.split(",") if c.strip()] if conditions else None,
-        generator_options=gen_options, task_options=_parse_task_options(task_option), batch_size=batch_size,
+        generator_options=gen_options, task_options=task_options, batch_size=batch_size,
         device=device, db=db, home=home,
     )
     outcome = run_pipeline(req, RichReporter(enabled=not as_json))
@@ -210,7 +225,7 @@ def quickstart(
 
     outcomes = []
     for gen in ("real", "labelmap"):
-        err.print(f"[bold]{gen}[/bold]")
+        err.print(f"[bold]{esc(gen)}[/bold]")
         outcomes.append(run_pipeline(RunRequest(generator=gen, tasks=["fid"], n=n, features=features, db=db, home=home), RichReporter()))
     print_results(outcomes, as_json=False)
     err.print("Browse them: harness leaderboard   (or export: harness export --format csv --out results.csv)")
@@ -304,7 +319,9 @@ def data_export(
     """
     from harness.data.base import open_data_spec
     from harness.data.export import export_data
+    from harness.validate import check_output_dir
 
+    check_output_dir(out_dir, must_be_empty=not overwrite, hint="choose another --out or pass --overwrite")
     options: dict = {}
     if size is not None:
         options["size"] = size
@@ -316,7 +333,7 @@ def data_export(
     reporter = RichReporter()
     with reporter.stage(f"exporting {source}", n) as advance:
         path = export_data(src, split, n, out_dir, seed=seed, overwrite=overwrite, progress=advance)
-    err.print(f"wrote {n} samples to {path}")
+    err.print(f"wrote {n} samples to {esc(path)}")
 
 
 @app.command("export")
@@ -334,16 +351,21 @@ def export_results(
 
     if fmt not in ("csv", "parquet"):
         raise UsageError(f"--format must be csv or parquet, not {fmt!r}")
+    from harness.validate import check_output_file
+
+    check_output_file(out_path)
     frame = Store(db).results_frame()
     import io
 
     buf = io.BytesIO()
     if fmt == "csv":
-        frame.to_csv(buf, index=False)
+        from harness.csvsafe import spreadsheet_safe
+
+        spreadsheet_safe(frame).to_csv(buf, index=False)
     else:
         frame.to_parquet(buf, index=False)
     atomic_write_bytes(out_path, buf.getvalue())
-    err.print(f"wrote {len(frame)} results to {out_path}")
+    err.print(f"wrote {len(frame)} results to {esc(out_path)}")
 
 
 from harness.commands import register_all  # noqa: E402  (command groups defined beside their features)
@@ -351,35 +373,94 @@ from harness.commands import register_all  # noqa: E402  (command groups defined
 register_all(app)
 
 
-def main() -> None:
-    """Entry point: maps EchoBench errors to exit code 2, bugs to 1."""
-    try:
-        rc = app(standalone_mode=False)  # returns the exit code of typer.Exit (130 for Ctrl-C) in this mode
-    except EchoBenchError as exc:
-        if _state["debug"]:
-            err.print_exception()
-        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err.print("interrupted; re-run the same command to resume")
-        sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:
-        import click
+def _click_exception_classes() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """``(ClickException, Abort, Exit)`` classes of every click the installed typer may raise.
 
-        if isinstance(exc, click.exceptions.Abort):
-            err.print("aborted")
-            sys.exit(130)
-        if isinstance(exc, click.ClickException):
+    typer ≥ 0.2x bundles its own copy of click (``typer._click``, with ``typer.exceptions.Abort/Exit``); older
+    typer raises the ``click`` package's classes. Both are collected, so the mapping below is right for any
+    ``typer>=0.12`` (pyproject) and for plug-ins that still raise ``click``'s own exceptions.
+    """
+    import importlib
+
+    click_exc: list[type] = []
+    abort: list[type] = []
+    exit_: list[type] = []
+    for mod_name in ("typer._click.exceptions", "click.exceptions", "typer.exceptions"):
+        try:
+            mod = importlib.import_module(mod_name)
+        except ImportError:
+            continue
+        for attr, bucket in (("ClickException", click_exc), ("Abort", abort), ("Exit", exit_)):
+            cls = getattr(mod, attr, None)
+            if isinstance(cls, type) and cls not in bucket:
+                bucket.append(cls)
+    return tuple(click_exc), tuple(abort), tuple(exit_)
+
+
+def print_error(message: str, *, console: Console | None = None, label: str = "error:") -> None:
+    """Print ``label message`` on one line: user text is never read as Rich markup or emoji codes, never wrapped."""
+    from rich.text import Text
+
+    (console or err).print(Text.assemble((label, "bold red"), " ", str(message)), soft_wrap=True, highlight=False)
+
+
+def exit_code_for(exc: BaseException, *, debug: bool = False, console: Console | None = None) -> int:
+    """The one place that turns an exception into an exit code (and prints its message).
+
+    - :class:`~harness.errors.EchoBenchError` and click/typer usage errors (a bad option value, a missing or
+      unknown option, an unknown command) → 2, one ``error:`` line (user text escaped), no traceback unless ``--debug``;
+    - ``KeyboardInterrupt`` / click ``Abort`` → 130 ("re-run to resume");
+    - typer/click ``Exit`` and ``SystemExit`` → their code;
+    - anything else → 1, the traceback and "This is a bug in EchoBench".
+    """
+    console = console or err
+    click_exc, abort, exit_ = _click_exception_classes()
+    if isinstance(exc, SystemExit):
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    if exit_ and isinstance(exc, exit_):
+        return int(getattr(exc, "exit_code", 0) or 0)
+    if isinstance(exc, EchoBenchError):
+        if debug:
+            console.print_exception()
+        print_error(str(exc), console=console)
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt) or (abort and isinstance(exc, abort)):
+        console.print("interrupted; re-run the same command to resume", markup=False)
+        return 130
+    if click_exc and isinstance(exc, click_exc):
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `harness` / `harness human` alone: the help text
             exc.show()
-            sys.exit(exc.exit_code)
-        err.print_exception()
-        err.print("[bold red]This is a bug in EchoBench[/bold red]; please report it with the traceback above.")
-        sys.exit(1)
+            return int(getattr(exc, "exit_code", 2))
+        code = int(getattr(exc, "exit_code", 1))
+        message = exc.format_message()
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None and code == 2:
+            message = f"{message} (see {ctx.command_path} --help)"
+        if debug:
+            console.print_exception()
+        print_error(" ".join(message.split()), console=console)  # click messages may hold newlines: one line
+        return code
+    console.print_exception()
+    console.print("This is a bug in EchoBench; please report it with the traceback above.", style="bold red", markup=False)
+    return 1
+
+
+def run_cli(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``) and return its exit code (never raises)."""
+    _state["debug"] = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        rc = app(args=argv, prog_name="harness", standalone_mode=False)  # returns typer.Exit's code in this mode
+    except BaseException as exc:  # noqa: BLE001 (this is the one place exceptions become exit codes)
+        return exit_code_for(exc, debug=_state["debug"])
     if rc == 130:
-        err.print("interrupted; re-run the same command to resume")
-    sys.exit(rc if isinstance(rc, int) else 0)
+        err.print("interrupted; re-run the same command to resume", markup=False)
+    return rc if isinstance(rc, int) else 0
+
+
+def main() -> None:
+    """Entry point: EchoBench and usage errors → 2, interrupts → 130, bugs → 1 (see :func:`exit_code_for`)."""
+    sys.exit(run_cli())
 
 
 if __name__ == "__main__":

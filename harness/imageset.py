@@ -285,6 +285,10 @@ class ImageSet:
         source_ids: Sequence[str | None] | None = None,
     ) -> list[ManifestEntry]:
         """Write the image (and label-map) files atomically; return their manifest entries."""
+        from harness.validate import check_image_size
+
+        for j, image in enumerate(images):  # all checked before the first file is written
+            check_image_size(np.shape(image), f"image {start + j} for the image set {self.root}")
         entries = []
         for j, image in enumerate(images):
             i = start + j

@@ -158,6 +158,9 @@ class Registry(Generic[T]):
             except Exception as exc:
                 raise UsageError(f"{self.kind} {spec!r} failed to load: {type(exc).__name__}: {exc}") from exc
             origin = "module"
+        if not isinstance(obj, type):  # e.g. -g os:system: only a class can be a component
+            raise UsageError(f"{self.kind} {spec!r} is a {type(obj).__name__}, not a class; give path/file.py:Class or "
+                             "package.module:Class")
         self._entries[spec] = Entry(spec, spec, origin, _first_line(obj), obj)
         return obj
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import socket
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,13 +35,44 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from harness.errors import StoreError, UsageError
 
 log = logging.getLogger(__name__)
 DEFAULT_DB = "sqlite:///echobench.db"
+#: A ``running`` row of another host without a heartbeat for this long is taken as interrupted.
+STALE_AFTER_S = float(os.environ.get("ECHOBENCH_STALE_AFTER_S", 6 * 3600))
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def run_is_stale(run: Run, *, here: str | None = None, now: dt.datetime | None = None,
+                 stale_after: float = STALE_AFTER_S) -> bool:
+    """Whether a ``running`` row belongs to a process that is gone (see :meth:`Store.reap_stale_runs`)."""
+    if run.status != "running":
+        return False
+    here = here if here is not None else socket.gethostname()[:255]
+    if run.pid is not None and run.host == here:
+        return not pid_alive(run.pid)
+    last = run.heartbeat_at or run.started_at
+    if last is None:
+        return True
+    if last.tzinfo is None:  # SQLite returns naive datetimes; they were written in UTC
+        last = last.replace(tzinfo=dt.timezone.utc)
+    return ((now or _now()) - last).total_seconds() > stale_after
 
 
 def _now() -> dt.datetime:
@@ -72,6 +104,10 @@ class Run(Base):
     provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # who runs it, to tell a live run from one that was killed (SIGKILL, power loss): see Store.reap_stale_runs
+    pid: Mapped[int | None] = mapped_column(Integer)
+    host: Mapped[str | None] = mapped_column(String(255))
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     results: Mapped[list[Result]] = relationship(back_populates="run", cascade="all, delete-orphan")
     artifacts: Mapped[list[Artifact]] = relationship(back_populates="run", cascade="all, delete-orphan")
@@ -112,8 +148,14 @@ class Artifact(Base):
 # Human evaluation (FORMATS.md): studies, participants, images and their ratings. --------------------
 
 
+# SQLite AUTOINCREMENT on every human-evaluation table: an id, once used, is never handed out again (without it
+# SQLite reuses the highest freed id, and a rater still signed in to a replaced study could reach a new row).
+_NO_ID_REUSE = {"sqlite_autoincrement": True}
+
+
 class Study(Base):
     __tablename__ = "study"
+    __table_args__ = (_NO_ID_REUSE,)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -125,7 +167,7 @@ class Study(Base):
 
 class Participant(Base):
     __tablename__ = "participant"
-    __table_args__ = (UniqueConstraint("study_id", "participant_id", name="uq_participant_study_pid"),)
+    __table_args__ = (UniqueConstraint("study_id", "participant_id", name="uq_participant_study_pid"), _NO_ID_REUSE)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
@@ -144,7 +186,7 @@ class Participant(Base):
 
 class StudyImage(Base):
     __tablename__ = "image"
-    __table_args__ = (UniqueConstraint("study_id", "image_id", name="uq_image_study_iid"),)
+    __table_args__ = (UniqueConstraint("study_id", "image_id", name="uq_image_study_iid"), _NO_ID_REUSE)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
@@ -168,7 +210,7 @@ class AnswerColumns:
 
 class Rating(AnswerColumns, Base):
     __tablename__ = "rating"
-    __table_args__ = (UniqueConstraint("participant_pk", "image_pk", name="uq_rating_participant_image"),)
+    __table_args__ = (UniqueConstraint("participant_pk", "image_pk", name="uq_rating_participant_image"), _NO_ID_REUSE)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
@@ -185,7 +227,7 @@ class RatingRevision(AnswerColumns, Base):
     an answer never loses the earlier one. ``rating`` holds the current answer; this table its history."""
 
     __tablename__ = "rating_revision"
-    __table_args__ = (UniqueConstraint("rating_id", "revision", name="uq_rating_revision"),)
+    __table_args__ = (UniqueConstraint("rating_id", "revision", name="uq_rating_revision"), _NO_ID_REUSE)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     rating_id: Mapped[int] = mapped_column(ForeignKey("rating.id", ondelete="CASCADE"), index=True)
@@ -236,7 +278,14 @@ class Store:
         if not is_sqlite:
             kwargs["pool_pre_ping"] = True
             kwargs["connect_args"] = {"connect_timeout": 10}
-        self.engine: Engine = create_engine(self.url, **kwargs)
+        try:
+            self.engine: Engine = create_engine(self.url, **kwargs)
+        except (ImportError, NoSuchModuleError) as exc:
+            backend = make_url(self.url).get_backend_name()
+            raise StoreError(
+                f"cannot open {_safe(self.url)}: the {backend} database driver is not installed ({exc}). EchoBench is "
+                "tested with SQLite (default) and PostgreSQL (pip install 'psycopg[binary]'); for another database "
+                "install its SQLAlchemy driver") from None
         if is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
@@ -265,10 +314,50 @@ class Store:
 
     # writing -------------------------------------------------------------------------------------
     def start_run(self, **fields: Any) -> str:
+        """Add a ``running`` run row; it records this process (pid, host) and a first heartbeat."""
+        now = _now()
+        fields.setdefault("pid", os.getpid())
+        fields.setdefault("host", socket.gethostname()[:255])
+        fields.setdefault("heartbeat_at", now)
         run = Run(**fields)
         with self.session() as s, s.begin():
             s.add(run)
         return run.id
+
+    def heartbeat(self, run_id: str) -> None:
+        """Say that run ``run_id`` is alive (call every few minutes during long stages)."""
+        with self.session() as s, s.begin():
+            run = s.get(Run, run_id)
+            if run is not None and run.status == "running":
+                run.heartbeat_at = _now()
+
+    def resume_run(self, run_id: str) -> None:
+        """Take over an ``interrupted`` (or stale ``running``) run row: it is ``running`` again, in this process."""
+        with self.session() as s, s.begin():
+            run = s.get(Run, run_id)
+            if run is None:
+                raise StoreError(f"run {run_id} is not in {_safe(self.url)}")
+            run.status, run.finished_at = "running", None
+            run.pid, run.host, run.heartbeat_at = os.getpid(), socket.gethostname()[:255], _now()
+
+    def reap_stale_runs(self, *, stale_after: float = STALE_AFTER_S) -> list[str]:
+        """Mark ``running`` rows whose process is gone as ``interrupted``; return their ids.
+
+        Gone: on this host, its pid no longer exists (SIGKILL, crash, reboot); on another host (or a row without
+        a pid), no heartbeat (or start) for ``stale_after`` seconds. Their image sets resume on a re-run.
+        """
+        here = socket.gethostname()[:255]
+        now = _now()
+        stale: list[str] = []
+        with self.session() as s, s.begin():
+            for run in s.scalars(select(Run).where(Run.status == "running")):
+                if run_is_stale(run, here=here, now=now, stale_after=stale_after):
+                    run.status = "interrupted"
+                    run.provenance = {**(run.provenance or {}), "interrupted": "its process is gone (killed or crashed)"}
+                    stale.append(run.id)
+        if stale:
+            log.info("%d run(s) whose process is gone are marked interrupted: %s", len(stale), ", ".join(stale))
+        return stale
 
     def finish_run(self, run_id: str, results: Iterable[dict], artifacts: Iterable[dict] = (), status: str = "ok",
                    imageset_hash: str | None = None) -> None:
@@ -296,6 +385,8 @@ class Store:
 
     # reading -------------------------------------------------------------------------------------
     def runs(self) -> list[Run]:
+        """Every run, oldest first (``running`` rows of killed processes are reported ``interrupted``)."""
+        self.reap_stale_runs()
         with self.session() as s:
             return list(s.scalars(select(Run).order_by(Run.started_at)))
 

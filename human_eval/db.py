@@ -6,14 +6,16 @@ again are a no-op; a study name that exists with other data needs ``replace=True
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select, update
 
 from harness.errors import DataError, UsageError
-from harness.store import Participant, Rating, Store, Study, StudyImage
+from harness.store import Participant, Rating, RatingRevision, Store, Study, StudyImage
 from human_eval.schema import FLAG_COLUMNS, StudyTables
 
 log = logging.getLogger(__name__)
@@ -27,25 +29,77 @@ class ImportSummary:
     ratings: int
     participants: int
     images: int
+    backup: Path | None = None  # where a replaced app study was exported first
 
 
 def _none(v):
     return None if v is None or (isinstance(v, float) and pd.isna(v)) or v is pd.NaT or v is pd.NA else v
 
 
-def import_study(store: Store, tables: StudyTables, name: str, *, replace: bool = False, config: dict | None = None) -> ImportSummary:
-    """Write a validated study into the store under ``name`` (one transaction)."""
+def _has_app_data(s, study: Study) -> bool:
+    """Whether a study holds data only the rating app collected (its origin, sign-in tokens or answer history)."""
+    if study.origin == "app":
+        return True
+    tokens = s.scalar(select(func.count()).select_from(Participant).where(
+        Participant.study_id == study.id, Participant.token_hash.is_not(None)))
+    history = s.scalar(select(func.count()).select_from(RatingRevision).join(Rating, Rating.id == RatingRevision.rating_id)
+                       .where(Rating.study_id == study.id))
+    return bool(tokens or history)
+
+
+def backup_folder(name: str, root: Path | str | None = None) -> Path:
+    """``<root>/<study>-backup-<UTC time>`` (root: ``ECHOBENCH_BACKUPS`` or ``./backups``); never an existing folder."""
+    import os
+    import re
+
+    base = Path(root or os.environ.get("ECHOBENCH_BACKUPS", "backups"))
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:80] or "study"
+    return base / f"{safe}-backup-{stamp}"
+
+
+def import_study(store: Store, tables: StudyTables, name: str, *, replace: bool = False,
+                 replace_app_study: bool = False, backup_root: Path | str | None = None,
+                 config: dict | None = None) -> ImportSummary:
+    """Write a validated study into the store under ``name`` (one transaction).
+
+    ``replace`` overwrites an *imported* study of that name. A study with data collected in the rating app
+    (ratings, their history, sign-in tokens) is never replaced by ``replace`` alone: that needs
+    ``replace_app_study`` too, and then the study is first exported (:func:`human_eval.app.service.write_export`,
+    the import format) into a dated backup folder, inside the same locked transaction, so no answer saved up to
+    the replacement is lost; raters still signed in are refused on their next save.
+    """
+    from human_eval.schema import text_limits
+
     if not name.strip():
         raise UsageError("--study NAME must not be empty")
+    limit = text_limits()["study"]
+    if "\x00" in name or len(name) > limit:
+        raise UsageError(f"--study NAME must be at most {limit} characters without NUL characters")
     r = tables.ratings
+    backup = None
     with store.session() as s, s.begin():
         existing = s.scalar(select(Study).where(Study.name == name))
         if existing is not None:
-            if existing.content_hash == tables.content_hash and not replace:
+            app_data = _has_app_data(s, existing)
+            if existing.content_hash == tables.content_hash and not replace and not app_data:
                 n = s.query(Rating).filter(Rating.study_id == existing.id).count()
                 return ImportSummary(name, "unchanged", n, len(tables.participants), r["image_id"].nunique())
-            if not replace:
+            if app_data and not replace_app_study:
+                raise DataError(
+                    f"study {name!r} holds ratings collected with the rating app; importing over it would delete them. "
+                    f"Import under another --study name (or export it first: harness human export --study {name} --out DIR)")
+            if not replace and not app_data:
                 raise DataError(f"study {name!r} already exists with different data; use --replace to overwrite it")
+            if app_data:
+                # lock first (a no-op write: SQLite's write lock, PostgreSQL's row lock), so every answer saved
+                # before this point is in the backup and every save after it waits, then is refused
+                s.execute(update(Study).where(Study.id == existing.id).values(name=Study.name))
+                from human_eval.app.service import write_export_in
+
+                backup = backup_folder(name, backup_root)
+                write_export_in(s, existing, backup)
+                log.warning("study %r: app data backed up to %s before replacing it", name, backup)
             s.execute(delete(Study).where(Study.id == existing.id))
             s.flush()
         study = Study(name=name, origin="import", content_hash=tables.content_hash,
@@ -80,7 +134,7 @@ def import_study(store: Store, tables: StudyTables, name: str, *, replace: bool 
         for chunk in range(0, len(records), 50_000):
             s.execute(insert(Rating), [{k: _none(v) for k, v in rec.items()} for rec in records[chunk : chunk + 50_000]])
         status = "replaced" if existing is not None else "imported"
-    return ImportSummary(name, status, len(r), len(parts), len(i_rows))
+    return ImportSummary(name, status, len(r), len(parts), len(i_rows), backup)
 
 
 def save_per_image_metrics(store: Store, name: str, rows: pd.DataFrame, *, feature_space: str) -> None:

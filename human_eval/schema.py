@@ -65,6 +65,24 @@ SOURCE_ALIASES: dict[str, str] = {
 _TRUE = frozenset({"1", "true", "yes", "y", "t"})
 _FALSE = frozenset({"0", "false", "no", "n", "f", ""})
 _MAX_PER_RULE = 50  # problems listed per rule; the rest are counted in one line
+#: Integer columns are stored as SQL INTEGER (PostgreSQL: 32-bit signed).
+INT32_MAX = 2**31 - 1
+#: Plausible ceilings of the numeric participant columns (a typo such as 400 years is an error, not an outlier).
+PARTICIPANT_LIMITS = {"experience_years": 100.0, "weekly_readings": 100_000.0, "age": 130.0}
+_ASCII_INT = r"[+-]?[0-9]+(?:\.0*)?"  # ASCII digits only: Python's \d also matches '３' and '٣'
+_ASCII_NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+
+
+def text_limits() -> dict[str, int]:
+    """Maximum length of each text column as the results store declares it (String(n) columns)."""
+    from harness.store import Participant, Study, StudyImage
+
+    out = {"study": Study.__table__.c.name.type.length}
+    for table, cols in ((Participant, ("participant_id", "specialty", "sex", "language")),
+                        (StudyImage, ("image_id", "source"))):
+        for c in cols:
+            out[c] = table.__table__.c[c].type.length
+    return out
 
 
 class ValidationError(DataError):
@@ -164,6 +182,10 @@ def _read_table(path: Path | str, required: tuple[str, ...]) -> tuple[pd.DataFra
     except pd.errors.ParserError as e:
         raise ValidationError([f"{fname}: {e} (line numbers count the header as line 1)"]) from None
     df.columns = [str(c).strip().lower() for c in df.columns]
+    from harness.csvsafe import undo_neutralise
+
+    for c in df.columns:  # the ' that EchoBench's exports put before formula-like text (harness/csvsafe.py)
+        df[c] = undo_neutralise(df[c])
     # file line of each row: header is line 1; add newlines embedded in quoted fields of earlier rows
     n = len(df)
     line = np.arange(2, n + 2, dtype=np.int64)
@@ -208,11 +230,31 @@ class _Problems:
 
 
 def _parse_int(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """Integers written as ``3`` or ``3.0``; returns (values as float with NaN, ok mask)."""
+    """Integers written with ASCII digits as ``3`` or ``3.0``; returns (values as float with NaN, ok mask).
+
+    Fullwidth (``３``) or Arabic-Indic (``٣``) digits are not integers here: pandas cannot convert them, and a
+    value that silently became NaN (then 0) would change a study's means.
+    """
     t = s.str.strip()
-    ok = t.str.fullmatch(r"[+-]?\d+(\.0*)?").to_numpy(dtype=bool)
-    vals = pd.to_numeric(t.where(ok, None), errors="coerce")
+    ok = t.str.fullmatch(_ASCII_INT).to_numpy(dtype=bool)
+    vals = pd.to_numeric(t.where(ok, None), errors="coerce").astype(float)
+    ok = ok & np.isfinite(vals.to_numpy(dtype=float))
     return vals, ok
+
+
+def _check_text(df: pd.DataFrame, fname: str, columns, P: _Problems) -> None:
+    """NUL characters (PostgreSQL text cannot hold them) and values longer than the store's column."""
+    limits = text_limits()
+    for c in columns:
+        if c not in df.columns:
+            continue
+        v = df[c]
+        P.add_rows(fname, df, v.str.contains("\x00", regex=False).to_numpy(dtype=bool), c,
+                   lambda _v: "contains a NUL character (\\x00); remove it")
+        if c in limits:
+            n = limits[c]
+            P.add_rows(fname, df, (v.str.strip().str.len() > n).to_numpy(dtype=bool), c,
+                       lambda x, n=n: f"value of {len(x.strip())} characters is longer than the {n} allowed")
 
 
 def _validate_ratings(df: pd.DataFrame, fname: str, scale: tuple[int, int], P: _Problems, warnings: list[str]):
@@ -220,6 +262,7 @@ def _validate_ratings(df: pd.DataFrame, fname: str, scale: tuple[int, int], P: _
     unknown = [c for c in df.columns if c not in (*RATING_COLUMNS_REQUIRED, *RATING_COLUMNS_OPTIONAL, "line")]
     if unknown:
         warnings.append(f"{fname}: column(s) {', '.join(unknown)} are not part of the format and are ignored")
+    _check_text(df, fname, ("participant_id", "image_id", "source", "comment"), P)
     out = pd.DataFrame({"line": df["line"].to_numpy()})
     for c in ("participant_id", "image_id", "source"):
         v = df[c].str.strip()
@@ -234,9 +277,10 @@ def _validate_ratings(df: pd.DataFrame, fname: str, scale: tuple[int, int], P: _
     empty = (raw == "").to_numpy()
     P.add_rows(fname, df, empty, "rating", lambda v: f"empty rating; expected an integer {lo}..{hi}")
     P.add_rows(fname, df, ~ok & ~empty, "rating", lambda v: f"{v.strip()!r} is not an integer (expected {lo}..{hi})")
-    out_of = ok & ((vals < lo) | (vals > hi)).to_numpy(dtype=bool)
+    out_of = ok & ~((vals >= lo) & (vals <= hi)).to_numpy(dtype=bool)  # NaN never passes a range check
     P.add_rows(fname, df, out_of, "rating", lambda v: f"{v.strip()!r} is outside {lo}..{hi}")
-    out["rating"] = vals.fillna(0).astype("int64").to_numpy()
+    good = ok & ~out_of  # rows with a problem are never imported (the problems raise); keep int64 valid
+    out["rating"] = np.where(good, np.nan_to_num(vals.to_numpy(dtype=float), nan=lo), lo).astype("int64")
 
     for c in FLAG_COLUMNS:
         if c not in df.columns:
@@ -260,6 +304,9 @@ def _validate_ratings(df: pd.DataFrame, fname: str, scale: tuple[int, int], P: _
         t = df["position"].str.strip()
         pv, pok = _parse_int(t)
         P.add_rows(fname, df, ~pok & (t != "").to_numpy(), "position", lambda v: f"{v!r} is not an integer")
+        big = pok & ~((pv >= 0) & (pv <= INT32_MAX)).to_numpy(dtype=bool)
+        P.add_rows(fname, df, big, "position", lambda v: f"{v.strip()!r} is outside 0..{INT32_MAX}")
+        pv = pv.where(pok & ~big)
         out["position"] = pv.astype("Int64").to_numpy()
     else:
         out["position"] = pd.array([pd.NA] * len(out), dtype="Int64")
@@ -297,6 +344,7 @@ def _validate_participants(df: pd.DataFrame, fname: str, P: _Problems, warnings:
     unknown = [c for c in df.columns if c not in (*PARTICIPANT_COLUMNS, "line")]
     if unknown:
         warnings.append(f"{fname}: column(s) {', '.join(unknown)} are not part of the format and are ignored")
+    _check_text(df, fname, ("participant_id", "specialty", "sex", "language"), P)
     out = pd.DataFrame({"participant_id": df["participant_id"].str.strip().to_numpy(), "line": df["line"].to_numpy()})
     P.add_rows(fname, df, (out["participant_id"] == "").to_numpy(), "participant_id", lambda v: "empty participant id")
     dup = out["participant_id"].duplicated().to_numpy() & (out["participant_id"] != "").to_numpy()
@@ -306,10 +354,12 @@ def _validate_participants(df: pd.DataFrame, fname: str, P: _Problems, warnings:
             out[c] = np.nan
             continue
         t = df[c].str.strip().str.replace(",", ".", regex=False)
-        v = pd.to_numeric(t.where(t != "", None), errors="coerce")
-        bad = (v.isna() & (t != "")) | (v < 0)
-        P.add_rows(fname, df, bad.to_numpy(), c, lambda x: f"{x!r} is not a non-negative number")
-        out[c] = v.astype(float).to_numpy()
+        num = t.str.fullmatch(_ASCII_NUMBER).to_numpy(dtype=bool)  # no inf/nan, no Unicode digits
+        v = pd.to_numeric(t.where(num, None), errors="coerce").astype(float)
+        top = PARTICIPANT_LIMITS[c]
+        bad = (t != "").to_numpy() & ~(num & ((v >= 0) & (v <= top)).to_numpy(dtype=bool))
+        P.add_rows(fname, df, bad, c, lambda x, top=top: f"{x!r} is not a number from 0 to {top:g}")
+        out[c] = v.where(~pd.Series(bad)).to_numpy(dtype=float)
     for c in ("specialty", "sex", "language"):  # empty text = not answered (None), as the rating app stores it
         text = df[c].str.strip() if c in df.columns else pd.Series([""] * len(df), dtype=object)
         out[c] = text.astype(object).where(text != "", None).to_numpy()
@@ -317,6 +367,7 @@ def _validate_participants(df: pd.DataFrame, fname: str, P: _Problems, warnings:
 
 
 def _validate_images(df: pd.DataFrame, fname: str, P: _Problems) -> pd.DataFrame:
+    _check_text(df, fname, ("image_id", "source", "path"), P)
     out = pd.DataFrame({"image_id": df["image_id"].str.strip().to_numpy(), "line": df["line"].to_numpy()})
     P.add_rows(fname, df, (out["image_id"] == "").to_numpy(), "image_id", lambda v: "empty image id")
     P.add_rows(fname, df, out["image_id"].duplicated().to_numpy(), "image_id", lambda v: f"image {v.strip()!r} is listed twice")

@@ -26,7 +26,79 @@ class TaskSpec:
     needs_images: bool = False
     needs_train: bool = False  # features of the generator's training set (memorisation)
     default_features: str | None = "inception"
-    parameters: dict[str, Any] = field(default_factory=dict)  # name -> default
+    parameters: dict[str, Any] = field(default_factory=dict)  # name -> default (its type is the option's type)
+    #: name -> (low, high), inclusive: the option's allowed range (numbers); see :func:`parse_option`
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+#: Range of an integer option whose task declares none (a resample count of 10^9 is a typo, not a request).
+DEFAULT_INT_RANGE = (0, 10_000_000)
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def parse_option(task: str, name: str, value: Any, default: Any, bounds: tuple[float, float] | None = None) -> Any:
+    """``value`` (from the CLI a string or a JSON-decoded number) as the type of ``default``, range-checked.
+
+    bool ← true/false/yes/no/1/0; int ← an integer (``3``, ``"3"``, not ``3.5``, ``1e9`` or ``true``); float ← any
+    finite number; str ← text (or a list of texts); a ``None`` default takes ``none``, a finite number (as float),
+    or any other value unchanged (the task checks it). Declared ``ranges`` apply to numbers. UsageError otherwise.
+    """
+    import math
+
+    from harness.errors import UsageError
+
+    where = f"--task-option {task}.{name}={value!r}"
+    text = value.strip().lower() if isinstance(value, str) else None
+    if default is None:
+        if value is None or text in ("none", "null", ""):
+            return None
+        if bounds is not None:  # a declared range: a number or none (e.g. color-shift.threshold)
+            pass
+        elif isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            return value  # an option without a typed default (lists, mappings) is the task's to check
+        else:
+            try:
+                float(value)
+            except ValueError:
+                return value  # text: the task checks it
+    kind = type(default) if default is not None else float
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                out: Any = value
+            elif text in _TRUE or text in _FALSE:
+                out = text in _TRUE
+            else:
+                raise ValueError
+        elif kind is int:
+            if isinstance(value, bool) or isinstance(value, float) or (text is not None and not text.lstrip("+-").isascii()):
+                raise ValueError
+            out = int(text) if text is not None else (int(value) if isinstance(value, np.integer) else value)
+            if not isinstance(out, int):
+                raise ValueError
+        elif kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            out = float(text) if text is not None else float(value)
+            if not math.isfinite(out) or (text is not None and not text.isascii()):
+                raise ValueError
+        elif kind is str:
+            if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+                out = value  # e.g. metrics=["fid", "kid"] from Python
+            elif not isinstance(value, str):
+                raise ValueError
+            else:
+                out = value
+        else:
+            out = value
+    except (ValueError, TypeError):
+        what = {bool: "true or false", int: "a whole number", float: "a finite number", str: "text"}.get(kind, kind.__name__)
+        raise UsageError(f"{where}: must be {what}") from None
+    if bounds is None and kind is int:
+        bounds = DEFAULT_INT_RANGE
+    if bounds is not None and kind in (int, float) and not bounds[0] <= out <= bounds[1]:
+        raise UsageError(f"{where}: must be between {bounds[0]:g} and {bounds[1]:g}")
+    return out
 
 
 @dataclass(frozen=True)
@@ -105,7 +177,9 @@ class Task(ABC):
                 f"task {self.spec.name!r} has no option(s) {', '.join(sorted(unknown))}; "
                 f"options: {', '.join(sorted(self.spec.parameters)) or 'none'}"
             )
-        self.params = {**self.spec.parameters, **params}
+        typed = {k: parse_option(self.spec.name, k, v, self.spec.parameters[k], self.spec.ranges.get(k))
+                 for k, v in params.items()}
+        self.params = {**self.spec.parameters, **typed}
 
     @abstractmethod
     def evaluate(self, ctx: TaskContext) -> list[MetricResult]:

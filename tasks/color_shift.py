@@ -266,6 +266,8 @@ class ColorShiftTask(Task):
         default_features=None,
         parameters={"quantile": 0.995, "margin": 2.0, "threshold": None, "chroma_min": 2.0, "top_k": 16,
                     "sector_quantile": 0.005, "sector_margin": 0.02},
+        ranges={"quantile": (0.0, 1.0), "margin": (0.0, 100.0), "threshold": (0.0, 1000.0), "chroma_min": (0.0, 1000.0),
+                "top_k": (0, 10_000), "sector_quantile": (0.0, 0.5), "sector_margin": (0.0, 1.0)},
     )
 
     def evaluate(self, ctx: TaskContext) -> list[MetricResult]:

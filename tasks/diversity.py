@@ -289,6 +289,7 @@ class DiversityTask(Task):
                     "intra-set MS-SSIM, for the generated and the reference set side by side",
         needs_images=True,
         parameters={"k": 5, "vendi_center": False, "msssim_pairs": 200, "msssim_window": 11},
+        ranges={"k": (1, 1000), "msssim_pairs": (0, 1_000_000), "msssim_window": (3, 63)},
     )
 
     def evaluate(self, ctx: TaskContext) -> list[MetricResult]:

@@ -396,6 +396,8 @@ class FIDTask(Task):
             "fid_inf_sizes": 15, "fid_inf_min_fraction": 0.2, "fid_inf_draws": 3,
             "kid_subsets": 100, "kid_subset_size": 1000,
         },
+        ranges={"n_boot": (0, 100_000), "ci": (0.5, 0.9999), "fid_inf_sizes": (2, 1000), "fid_inf_min_fraction": (0.01, 1.0),
+                "fid_inf_draws": (1, 1000), "kid_subsets": (1, 100_000), "kid_subset_size": (2, 1_000_000)},
     )
 
     def evaluate(self, ctx: TaskContext) -> list[MetricResult]:

@@ -157,6 +157,7 @@ class MemorizationTask(Task):
         needs_images=True,
         needs_train=True,
         parameters={"quantile": 0.05, "factor": 0.5, "standardize": True, "top_k": 12},
+        ranges={"quantile": (0.0, 1.0), "factor": (0.0, 100.0), "top_k": (0, 10_000)},
     )
 
     def evaluate(self, ctx: TaskContext) -> list[MetricResult]:

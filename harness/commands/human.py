@@ -20,7 +20,11 @@ def import_cmd(
     participants: Optional[Path] = typer.Option(None, "--participants", help="participants.csv (optional)."),
     images: Optional[Path] = typer.Option(None, "--images", help="images.csv linking image_id to files (optional)."),
     scale: str = typer.Option("1-5", "--scale", help="Likert bounds, e.g. 1-5 or 1-7."),
-    replace: bool = typer.Option(False, "--replace", help="Overwrite a study of the same name with other data."),
+    replace: bool = typer.Option(False, "--replace", help="Overwrite an imported study of the same name with other data."),
+    replace_app_study: bool = typer.Option(
+        False, "--replace-app-study",
+        help="Also allow replacing a study whose ratings were collected with the rating app (deletes them, its answer "
+             "history and sign-in tokens): it is first exported to backups/<study>-backup-<time>/ (ECHOBENCH_BACKUPS)."),
     db: Optional[str] = typer.Option(None, "--db", help="Results DB URL or SQLite path."),
 ) -> None:
     """Validate the CSVs (every problem at once, with file, line and column) and import them in one transaction.
@@ -29,7 +33,7 @@ def import_cmd(
 
     Example: harness human import ratings.csv --participants participants.csv --study paper2024
     """
-    from harness.cli import err
+    from harness.cli import err, esc
     from harness.errors import UsageError
     from harness.store import Store
     from human_eval.db import import_study
@@ -45,10 +49,14 @@ def import_cmd(
         tables.images["path"] = [str((images.parent / p).resolve()) if isinstance(p, str) and p and not Path(p).is_absolute()
                                  else p for p in tables.images["path"]]
     for w in tables.warnings:
-        err.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
-    summary = import_study(Store(db), tables, study, replace=replace)
-    err.print(f"study {summary.study!r}: {summary.status} ({summary.ratings} ratings, "
-              f"{summary.participants} participants, {summary.images} images)")
+        err.print(f"[yellow]warning:[/yellow] {esc(w)}", highlight=False)
+    summary = import_study(Store(db), tables, study, replace=replace or replace_app_study,
+                           replace_app_study=replace_app_study)
+    if summary.backup is not None:
+        err.print(f"the rating-app data of study {esc(repr(summary.study))} was exported to {esc(summary.backup)} first",
+                  highlight=False)
+    err.print(f"study {esc(repr(summary.study))}: {summary.status} ({summary.ratings} ratings, "
+              f"{summary.participants} participants, {summary.images} images)", highlight=False)
 
 
 @human_app.command("report")
@@ -67,7 +75,7 @@ def report_cmd(
 
     Example: harness human report --example --out report/
     """
-    from harness.cli import err
+    from harness.cli import err, esc
     from harness.errors import UsageError
     from human_eval.report import build_report, report_tables
 
@@ -75,6 +83,9 @@ def report_cmd(
         raise UsageError(f"--format must be md or html, not {fmt!r}")
     if example == (study is not None):
         raise UsageError("give exactly one of --study NAME or --example")
+    from harness.validate import check_output_dir
+
+    check_output_dir(out_dir)
     if example:
         from human_eval.examples import make_example_study
         from human_eval.schema import study_from_frames
@@ -90,7 +101,7 @@ def report_cmd(
         payload = {k: json.loads(v.to_json(orient="records", date_format="iso")) for k, v in report_tables(tables).items()}
         sys.stdout.write(json.dumps(payload) + "\n")
     path = build_report(tables, out_dir, fmt=fmt, figures=figures, store=None if example else store)
-    err.print(f"report written to {path}")
+    err.print(f"report written to {esc(path)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -15,7 +15,8 @@ import typer
 def app_cmd(
     db: str | None = typer.Option(None, "--db", help="Study DB URL or SQLite path (default ECHOBENCH_DB or sqlite:///echobench.db)."),
     port: int = typer.Option(8502, "--port", help="Port of the web server (http://localhost:PORT)."),
-    address: str | None = typer.Option(None, "--address", help="Interface to listen on (e.g. 127.0.0.1 for this computer only; default: all)."),
+    address: str = typer.Option("127.0.0.1", "--address", help="Interface to listen on: 127.0.0.1 (default) is this computer only; "
+                                "0.0.0.0 opens it to the network (serve a real study over TLS behind a reverse proxy: docs/human-eval.md)."),
 ) -> None:
     """Start the clinician rating app: study set-up (admin page) and the rater flow in the browser.
 
@@ -25,17 +26,21 @@ def app_cmd(
     """
     from harness.cli import err
     from harness.store import Store, resolve_url
-    from harness.webapp import serve
+    from harness.webapp import check_serve, serve
     from human_eval.app import APP_PATH
 
+    check_serve(port)
     url = resolve_url(db)
     Store(url)  # an unreachable DB fails here (StoreError), and the schema is migrated before raters arrive
     if not os.environ.get("ECHOBENCH_ADMIN_PASSWORD"):
         err.print("[yellow]note:[/yellow] ECHOBENCH_ADMIN_PASSWORD is not set: the admin page works only with "
                   "admin_password in .streamlit/secrets.toml", highlight=False)
-    err.print(f"EchoBench rating app on http://localhost:{port} (raters), http://localhost:{port}/?page=admin "
-              "(study set-up); Ctrl-C to stop", highlight=False)
-    raise typer.Exit(serve(APP_PATH, url, port, address=address, extra=("--client.toolbarMode", "viewer")))
+    host = "localhost" if address in ("127.0.0.1", "localhost") else address
+    err.print(f"EchoBench rating app on http://{host}:{port} (raters), http://{host}:{port}/?page=admin "
+              "(study set-up); Ctrl-C to stop", highlight=False, markup=False)
+    # raters never see tracebacks (client.showErrorDetails none: a generic message; details go to this console)
+    raise typer.Exit(serve(APP_PATH, url, port, address=address,
+                           extra=("--client.toolbarMode", "viewer", "--client.showErrorDetails", "none")))
 
 
 def export_cmd(
@@ -51,10 +56,12 @@ def export_cmd(
     """
     from harness.cli import err
     from harness.store import Store
+    from harness.validate import check_output_dir
     from human_eval.app.service import write_export
 
+    check_output_dir(out_dir)
     paths = write_export(Store(db), study, out_dir)
-    err.print("wrote " + ", ".join(str(p) for p in paths), highlight=False)
+    err.print("wrote " + ", ".join(str(p) for p in paths), highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,11 +13,12 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from harness.errors import UsageError
 
-out = Console()
-err = Console(stderr=True)
+out = Console(emoji=False)
+err = Console(stderr=True, emoji=False)  # user text (names, paths) is printed with markup=False
 
 new_app = typer.Typer(help="Scaffold a new component as an installable plug-in package.", no_args_is_help=True)
 validate_app = typer.Typer(help="Check a component against its protocol (pass/fail table).", no_args_is_help=True)
@@ -37,8 +38,8 @@ def new_generator(
 
     result = scaffold(name, parent)
     for path in result.files:
-        err.print(f"  wrote {path}")
-    err.print(f"Next: pip install -e {result.root} && harness validate generator {name}")
+        err.print(f"  wrote {path}", markup=False)
+    err.print(f"Next: pip install -e {result.root} && harness validate generator {name}", markup=False)
 
 
 @validate_app.command("generator")
@@ -76,12 +77,12 @@ def validate_generator(
             table.add_column(col)
         style = {"pass": "green", "fail": "red", "skip": "yellow", "info": "cyan"}
         for r in results:
-            table.add_row(r.name, f"[{style[r.status]}]{r.status.upper()}[/]", "yes" if r.required else "no", r.message)
+            table.add_row(Text(r.name), f"[{style[r.status]}]{r.status.upper()}[/]", "yes" if r.required else "no", Text(r.message))
         out.print(table)
     if not all_passed(results):
         failed = [r.name for r in results if not r.ok]
         raise ContractViolation(f"generator {name!r} failed {len(failed)} required check(s): {', '.join(failed)}")
-    err.print(f"generator {name!r} meets the contract")
+    err.print(f"generator {name!r} meets the contract", markup=False)
 
 
 def submit(
@@ -99,7 +100,8 @@ def submit(
     from harness.bundle import submit as make_bundle
 
     info = make_bundle(run_id, out_path, db=db, samples=samples, submitter=submitter)
-    err.print(f"wrote {info.path} (run {info.run_id}, {info.files} files, {info.samples} sample images, sha256 {info.sha256[:16]}…)")
+    err.print(f"wrote {info.path} (run {info.run_id}, {info.files} files, {info.samples} sample images, sha256 {info.sha256[:16]}…)",
+              markup=False)
 
 
 def import_results(
@@ -115,7 +117,7 @@ def import_results(
 
     info = import_bundle(bundle, db=db)
     err.print(f"imported {info.results} result(s) of generator {info.generator!r} as run {info.run_id} "
-              f"(submitted run {info.original_run_id}, bundle sha256 {info.bundle_sha256[:16]}…)")
+              f"(submitted run {info.original_run_id}, bundle sha256 {info.bundle_sha256[:16]}…)", markup=False)
 
 
 def register(app: typer.Typer) -> None:

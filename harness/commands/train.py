@@ -34,7 +34,10 @@ def train(
     from harness.cli import _parse_kv, err
     from harness.data.base import DataSpec
     from harness.errors import UsageError
+    from harness.validate import check_output_dir, validate_device
 
+    device = validate_device(device)
+    check_output_dir(out_dir)  # a file here is found now, not after the whole training
     cls = registry.generators.get(generator)
     if not getattr(cls, "trainable", False):
         trainable = [e.name for e in registry.generators.entries(load=True) if e.obj is not None and getattr(e.obj, "trainable", False)]
@@ -73,7 +76,8 @@ def train(
             bar.update(tid, completed=step, total=total, metrics=shown)
 
         path = gen.fit(spec.source, out_dir, config, resume=resume, force=force, progress=progress, split=split, device=device, **extra)
-    err.print(f"checkpoint written to {path}\nscore it: harness run --generator {generator} --checkpoint {path} --task fid --features radiomics")
+    err.print(f"checkpoint written to {path}\nscore it: harness run --generator {generator} --checkpoint {path} --task fid "
+              "--features radiomics", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -36,6 +36,7 @@ from harness.data.base import to_rgb
 from harness.errors import MissingWeightsError, UsageError
 from harness.features.base import FeatureExtractor, resolve_device
 from harness.features.weights import (
+    KNOWN_SHA256,
     WeightSpec,
     find_weights,
     resolve_weights,
@@ -47,6 +48,7 @@ from harness.registry import features
 log = logging.getLogger(__name__)
 
 INCEPTION_FILENAME = "inception-2015-12-05.pt"
+INCEPTION_SHA256 = KNOWN_SHA256[INCEPTION_FILENAME]  # checked before the file is loaded (weights.check_sha256)
 # The same URL as cleanfid.downloads_helper.inception_url (a test checks they agree).
 INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
 INPUT_SIZE = (299, 299)
@@ -66,6 +68,7 @@ def inception_spec() -> WeightSpec:
         url=INCEPTION_URL,
         known_locations=(cleanfid_cache_path(), torch_hub_checkpoints_dir() / INCEPTION_FILENAME),
         description="TorchScript Inception-v3 of the TensorFlow FID network, as used by clean-fid",
+        sha256=INCEPTION_SHA256,
     )
 
 

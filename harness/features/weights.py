@@ -9,6 +9,11 @@ A weight file is looked up, in order, at
    (``$ECHOBENCH_CACHE/weights`` or ``platformdirs.user_cache_dir("echobench")/weights``),
 
 and only then downloaded into EchoBench's weights folder, with a timeout, unless ``ECHOBENCH_OFFLINE=1``.
+
+Every file with a published SHA-256 (:data:`KNOWN_SHA256`, or ``WeightSpec.sha256``) is checked before use:
+a file at another library's fixed path (clean-fid's is in the world-writable ``/tmp``) that does not match
+is skipped and logged, never loaded; a file the user named (``--weights``, ``$ECHOBENCH_WEIGHTS``), one in
+EchoBench's folder, or a download that does not match is an error.
 When nothing is found, :class:`~harness.errors.MissingWeightsError` says which file is needed, where it
 comes from, and the ways to provide it. Nothing here hangs: the download has a socket timeout and an
 overall deadline.
@@ -39,17 +44,45 @@ DOWNLOAD_TIMEOUT_S = 30.0  # socket timeout per read/connect
 DOWNLOAD_DEADLINE_S = 600.0  # give up on a download that trickles for longer than this
 
 
+#: Published SHA-256 of the pretrained files EchoBench knows (full file digests).
+KNOWN_SHA256 = {
+    # clean-fid / StyleGAN2-ADA TorchScript port of the TF FID Inception (95,607,719 bytes; the digest
+    # k-diffusion and others pin for the same nvlabs-fi-cdn URL)
+    "inception-2015-12-05.pt": "f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4",
+    # torch-fidelity / pytorch-fid state-dict port of the same network (95,628,359 bytes; torch.hub file-name
+    # convention: the name carries the digest's first 8 hex digits)
+    "weights-inception-2015-12-05-6726825d.pth": "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
+}
+
+
 @dataclass(frozen=True)
 class WeightSpec:
     """One weight file: its file name, where to download it, and the other libraries' caches that hold it.
 
-    ``known_locations`` are full paths checked as-is (other libraries' fixed cache paths).
+    ``known_locations`` are full paths checked as-is (other libraries' fixed cache paths). ``sha256``: the
+    published digest (default: :data:`KNOWN_SHA256` by file name; ``None`` there too = not checked).
     """
 
     filename: str
     url: str
     known_locations: tuple[Path, ...] = field(default_factory=tuple)
     description: str = ""
+    sha256: str | None = None
+
+    def expected_sha256(self) -> str | None:
+        return self.sha256 or KNOWN_SHA256.get(self.filename)
+
+
+def check_sha256(spec: WeightSpec, path: Path) -> str | None:
+    """``None`` when ``path`` matches the published digest (or none is known), else why it does not."""
+    expected = spec.expected_sha256()
+    if expected is None:
+        return None
+    actual = weights_hash(path, length=64)
+    if actual == expected.lower():
+        return None
+    return (f"{path} has sha256 {actual[:16]}…, not the published {spec.filename} ({expected[:16]}…): the file is "
+            f"truncated, corrupt or a different network; get it again from {spec.url}")
 
 
 def echobench_weights_dir() -> Path:
@@ -98,11 +131,25 @@ def find_weights(spec: WeightSpec, explicit: str | os.PathLike | None = None) ->
                 f"weights file {path} (given with --weights) does not exist; it should be {spec.filename} "
                 f"({spec.description or 'from ' + spec.url})"
             )
+        _raise_if_mismatch(spec, path)
         return path
+    shared = set(spec.known_locations)
     for path in candidate_paths(spec):
         if path.is_file():
-            return path
+            problem = check_sha256(spec, path)
+            if problem is None:
+                return path
+            if path in shared:  # another library's fixed path (e.g. /tmp): never trusted without the digest
+                log.warning("ignoring %s", problem)
+                continue
+            raise MissingWeightsError(problem)
     return None
+
+
+def _raise_if_mismatch(spec: WeightSpec, path: Path) -> None:
+    problem = check_sha256(spec, path)
+    if problem is not None:
+        raise MissingWeightsError(problem)
 
 
 def offline() -> bool:
@@ -148,6 +195,9 @@ def download(spec: WeightSpec, dest_dir: Path | None = None, *, timeout: float =
                     f.write(chunk)
                     if time.monotonic() - start > deadline:
                         raise TimeoutError(f"download took longer than {deadline:.0f} s")
+        problem = check_sha256(spec, Path(tmp_name))
+        if problem is not None:
+            raise ValueError(problem)
         os.replace(tmp_name, dest)
         tmp_name = None
     except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:

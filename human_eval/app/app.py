@@ -9,7 +9,6 @@ study team opens ``http://HOST:PORT/?page=admin`` (raters never see a link to it
 
 from __future__ import annotations
 
-import hmac
 import os
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from harness.csvsafe import csv_bytes
 from harness.errors import EchoBenchError, StoreError
 from harness.store import Store, resolve_url
 from harness.webapp import db_arg
@@ -32,6 +32,21 @@ WORK_LANGUAGES = ("ru", "kk", "en", "other")
 @st.cache_resource(show_spinner=False)
 def _store(url: str) -> Store:
     return Store(url)
+
+
+def _client() -> str:
+    """The browser session (for sign-in back-off and the log): Streamlit's session id, and the client's address
+    when a reverse proxy passes X-Forwarded-For."""
+    ctx = getattr(st, "context", None)
+    headers = getattr(ctx, "headers", None) or {}
+    fwd = headers.get("X-Forwarded-For", "") if hasattr(headers, "get") else ""
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        sid = get_script_run_ctx().session_id
+    except Exception:  # noqa: BLE001 (outside a Streamlit run: tests)
+        sid = "-"
+    return f"session {sid}" + (f" from {fwd.split(',')[0].strip()}" if fwd else "")
 
 
 def _admin_password() -> str | None:
@@ -50,7 +65,7 @@ def _sign_in(store: Store, lang: str) -> None:
     with st.form("sign_in"):
         token = st.text_input(t(lang, "token_prompt"), type="password", key="token")
         if st.form_submit_button(t(lang, "sign_in"), type="primary"):
-            rater = sv.sign_in(store, token)
+            rater = sv.sign_in(store, token, throttle=sv.TOKEN_THROTTLE, client=_client())
             st.session_state["rater"] = rater
             if rater.language in LANGUAGES:
                 st.session_state["_lang_next"] = rater.language
@@ -229,7 +244,7 @@ def _participants(store: Store, study: str) -> None:
     if tokens is not None:
         st.warning("Tokens are shown only now (the database keeps only their hash): download or copy them.")
         st.dataframe(tokens, hide_index=True)
-        st.download_button("invitations.csv", tokens.to_csv(index=False), file_name="invitations.csv",
+        st.download_button("invitations.csv", csv_bytes(tokens), file_name="invitations.csv",
                            mime="text/csv", on_click="ignore", key="adm_tokens_csv")
 
 
@@ -242,7 +257,7 @@ def _export(store: Store, study: str) -> None:
     files = (("ratings.csv", ratings), ("participants.csv", parts), ("images.csv", images),
              ("rating_history.csv", history))
     for col, (fname, df) in zip(c, files):
-        col.download_button(fname, df.to_csv(index=False), file_name=fname, mime="text/csv", on_click="ignore",
+        col.download_button(fname, csv_bytes(df), file_name=fname, mime="text/csv", on_click="ignore",
                             key=f"adm_dl_{fname}")
 
 
@@ -257,7 +272,12 @@ def admin_page(store: Store) -> None:
         with st.form("admin_login"):
             password = st.text_input("Admin password", type="password", key="adm_password")
             if st.form_submit_button("Sign in", type="primary"):
-                if hmac.compare_digest(password.encode(), expected.encode()):
+                try:
+                    ok = sv.check_admin_password(password, expected, throttle=sv.ADMIN_THROTTLE, client=_client())
+                except sv.AuthError as exc:
+                    st.error(t("en", exc.code, **exc.values))
+                    return
+                if ok:
                     st.session_state["admin"] = True
                     st.rerun()
                 st.error("Wrong password.")
@@ -293,7 +313,7 @@ def main() -> None:
         else:
             rater_page(store, lang)
     except sv.AuthError as exc:
-        st.error(t(lang, exc.code))
+        st.error(t(lang, exc.code, **exc.values))
     except StoreError as exc:
         st.error(t(lang, "db_unreachable"))
         st.caption(str(exc))

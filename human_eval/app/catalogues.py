@@ -10,6 +10,7 @@ EN = {
     "err_token_empty": "Enter the token from your invitation.",
     "err_token_invalid": "This token is not valid. Check it against your invitation.",
     "err_token_used": "This token was already used to complete the study.",
+    "err_too_many": "Too many failed sign-ins. Wait {seconds} seconds and try again.",
     "err_finished": "This study is complete; answers can no longer be changed.",
     "err_not_yours": "This image is not part of your session.",
     "db_unreachable": "The database cannot be reached right now. Everything you submitted so far is saved; "
@@ -82,6 +83,7 @@ RU = {
     "err_token_empty": "Введите код из приглашения.",
     "err_token_invalid": "Код недействителен. Сверьте его с приглашением.",
     "err_token_used": "Этот код уже использован: исследование завершено.",
+    "err_too_many": "Слишком много неудачных попыток входа. Подождите {seconds} с и попробуйте снова.",
     "err_finished": "Исследование завершено; ответы больше нельзя изменить.",
     "err_not_yours": "Это изображение не входит в вашу сессию.",
     "db_unreachable": "База данных сейчас недоступна. Всё, что вы уже отправили, сохранено; "
@@ -155,6 +157,7 @@ KK = {
     "err_token_empty": "Шақырудағы кодты енгізіңіз.",
     "err_token_invalid": "Код жарамсыз. Оны шақырумен салыстырып тексеріңіз.",
     "err_token_used": "Бұл код бұрын қолданылған: зерттеу аяқталған.",
+    "err_too_many": "Сәтсіз кіру әрекеттері тым көп. {seconds} секунд күтіп, қайта көріңіз.",
     "err_finished": "Зерттеу аяқталды; жауаптарды енді өзгертуге болмайды.",
     "err_not_yours": "Бұл кескін сіздің сессияңызға кірмейді.",
     "db_unreachable": "Дерекқор қазір қолжетімсіз. Сіз жіберген барлық жауап сақталған; "

@@ -76,16 +76,95 @@ EXPORT_RATING_COLUMNS = ("participant_id", "image_id", "source", "rating", *FLAG
 class AuthError(UsageError):
     """Not allowed: an unknown or used token, another rater's image, a finished study.
 
-    ``code`` is the catalogue key of the message shown to the rater (``err_token_invalid``, ...).
+    ``code`` is the catalogue key of the message shown to the rater (``err_token_invalid``, ...); ``values``
+    fill its placeholders (``err_too_many``: ``seconds``).
     """
 
-    def __init__(self, message: str, code: str):
+    def __init__(self, message: str, code: str, **values: Any):
         super().__init__(message)
         self.code = code
+        self.values = values
+
+
+class Throttle:
+    """Back-off after failed sign-ins, per client (a browser session) and for the whole app, with logging.
+
+    The first ``free`` failures of a client cost nothing; after that each further attempt must wait
+    ``base * 2**(k - free)`` seconds (capped at ``cap``) since the last failure. Across all clients, more than
+    ``global_free`` failures within ``window`` seconds put every sign-in of that kind on the same back-off
+    (capped at ``global_cap``, short, so a flood delays raters but cannot lock them out for long). A success
+    clears the client's count. Every failure is logged (WARNING) with the client key and the counts; the
+    secret itself is never logged. State is per process, which is the app (one Streamlit server).
+    """
+
+    def __init__(self, what: str, *, free: int = 3, base: float = 1.0, cap: float = 300.0, window: float = 900.0,
+                 global_free: int = 20, global_cap: float = 30.0, clock=None):
+        import threading
+        import time
+
+        self.what, self.free, self.base, self.cap = what, free, base, cap
+        self.window, self.global_free, self.global_cap = window, global_free, global_cap
+        self.clock = clock or time.monotonic
+        self._lock = threading.Lock()
+        self._fails: dict[str, tuple[int, float]] = {}  # client -> (failures in a row, time of the last)
+        self._recent: list[float] = []  # times of all recent failures
+
+    def _delay(self, k: int, free: int, cap: float) -> float:
+        return 0.0 if k < free else min(cap, self.base * 2.0 ** (k - free))
+
+    def wait_s(self, client: str) -> float:
+        """Seconds ``client`` must still wait before its next attempt (0: go ahead)."""
+        now = self.clock()
+        with self._lock:
+            self._recent = [t for t in self._recent if now - t < self.window]
+            k, last = self._fails.get(client, (0, now))
+            mine = self._delay(k, self.free, self.cap) - (now - last) if k else 0.0
+            g = len(self._recent)
+            glob = self._delay(g, self.global_free, self.global_cap) - (now - self._recent[-1]) if g else 0.0
+        return max(0.0, mine, glob)
+
+    def check(self, client: str) -> None:
+        """AuthError ``err_too_many`` while ``client`` (or the whole app) is backing off."""
+        wait = self.wait_s(client)
+        if wait > 0:
+            log.warning("%s sign-in from %s refused: backing off for %.0f s more", self.what, client, wait)
+            raise AuthError(f"too many failed {self.what} sign-ins; wait {wait:.0f} s", "err_too_many",
+                            seconds=int(wait) + 1)
+
+    def failure(self, client: str) -> None:
+        now = self.clock()
+        with self._lock:
+            k = self._fails.get(client, (0, now))[0] + 1
+            self._fails[client] = (k, now)
+            self._recent.append(now)
+            total = len(self._recent)
+        log.warning("failed %s sign-in from %s (%d in a row; %d failures app-wide in %.0f min)", self.what, client, k,
+                    total, self.window / 60)
+
+    def success(self, client: str) -> None:
+        with self._lock:
+            self._fails.pop(client, None)
+
+
+#: The app's throttles (one Streamlit process): rater tokens and the admin password.
+TOKEN_THROTTLE = Throttle("token")
+ADMIN_THROTTLE = Throttle("admin")
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def check_admin_password(given: str, expected: str, *, throttle: Throttle | None = None, client: str = "-") -> bool:
+    """Constant-time comparison of the admin password, with back-off and logging of failures."""
+    import hmac
+
+    if throttle is not None:
+        throttle.check(client)
+    ok = hmac.compare_digest(given.encode(), expected.encode())
+    if throttle is not None:
+        (throttle.success if ok else throttle.failure)(client)
+    return ok
 
 
 def hash_token(token: str) -> str:
@@ -274,6 +353,8 @@ class Rater:
     scale: tuple[int, int]
     plan: tuple[str, ...]
     image_pks: Mapping[str, int] = field(repr=False)
+    #: sha256 of the token signed in with: every read and save checks (study, participant, token) together
+    token_hash: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -296,14 +377,24 @@ class SubmitResult:
     revision: int
 
 
-def sign_in(store: Store, token: str) -> Rater:
-    """The participant a token belongs to; AuthError for an unknown or used token."""
+def sign_in(store: Store, token: str, *, throttle: Throttle | None = None, client: str = "-") -> Rater:
+    """The participant a token belongs to; AuthError for an unknown or used token.
+
+    With a ``throttle`` (the app passes :data:`TOKEN_THROTTLE` and its session id as ``client``), repeated
+    failures back off and are logged.
+    """
     if not token or not token.strip():
         raise AuthError("enter the token from your invitation", "err_token_empty")
+    if throttle is not None:
+        throttle.check(client)
     with _db(store, "sign in"), store.session() as s:
         p = s.scalar(select(Participant).where(Participant.token_hash == hash_token(token)))
         if p is None:
+            if throttle is not None:
+                throttle.failure(client)
             raise AuthError("this token is not valid; check it against your invitation", "err_token_invalid")
+        if throttle is not None:
+            throttle.success(client)
         if p.finished_at is not None:
             raise AuthError("this token was already used to complete the study", "err_token_used")
         st = s.get(Study, p.study_id)
@@ -311,15 +402,44 @@ def sign_in(store: Store, token: str) -> Rater:
         pks = dict(s.execute(select(StudyImage.image_id, StudyImage.id).where(
             StudyImage.study_id == p.study_id, StudyImage.image_id.in_(plan))).all())
         scale = tuple(st.config.get("scale", (1, 5)))
-        return Rater(p.id, p.participant_id, st.id, st.name, p.language, scale, plan, pks)  # type: ignore[arg-type]
+        return Rater(p.id, p.participant_id, st.id, st.name, p.language, scale, plan, pks,  # type: ignore[arg-type]
+                     token_hash=p.token_hash or "")
+
+
+def _me(s, rater: Rater, *, lock: bool = False) -> Participant:
+    """The rater's participant row, checked by its full identity (id, study, participant id, token hash).
+
+    AuthError when the study was replaced or deleted since sign-in, so a stale session can never read or write
+    another participant's record. ``lock`` also takes the write lock (SQLite) / row lock (PostgreSQL) before the
+    check, so a concurrent ``--replace-app-study`` either completes first (and this save is refused) or waits.
+    """
+    ident = (Participant.id == rater.pk, Participant.study_id == rater.study_id,
+             Participant.participant_id == rater.participant_id, Participant.token_hash == rater.token_hash)
+    if lock:
+        from sqlalchemy import update
+
+        # PostgreSQL: share-lock the study row first; a replacement holds it exclusively, so this save either
+        # commits before the replacement reads its backup or waits and then finds the study gone (never an FK error)
+        if s.get_bind().dialect.name == "postgresql" and s.scalar(
+                select(Study.id).where(Study.id == rater.study_id).with_for_update(read=True)) is None:
+            raise AuthError(f"study {rater.study!r} no longer exists (it was replaced or deleted since sign-in); sign in "
+                            "again", "err_token_invalid")
+        # a no-op UPDATE of the participant row: SQLite's write lock / PostgreSQL's row lock and the identity check
+        hit = s.execute(update(Participant).where(*ident).values(token_hash=Participant.token_hash)).rowcount
+        if not hit:
+            raise AuthError(f"participant {rater.participant_id} of study {rater.study!r} no longer exists (the study "
+                            "was replaced or deleted since sign-in); sign in again", "err_token_invalid")
+    p = s.scalar(select(Participant).where(*ident))
+    if p is None:
+        raise AuthError(f"participant {rater.participant_id} of study {rater.study!r} no longer exists (the study was "
+                        "replaced or deleted since sign-in); sign in again", "err_token_invalid")
+    return p
 
 
 def stage(store: Store, rater: Rater) -> str:
     """Where the rater is: ``consent``, ``pre``, ``rating``, ``post`` or ``done``."""
     with _db(store, "load your progress"), store.session() as s:
-        p = s.get(Participant, rater.pk)
-        if p is None:  # the study was deleted or replaced since sign-in
-            raise AuthError(f"participant {rater.participant_id} no longer exists", "err_token_invalid")
+        p = _me(s, rater)  # the study may have been deleted or replaced since sign-in
         answers = p.answers or {}
         if p.finished_at is not None:
             return "done"
@@ -335,7 +455,7 @@ def save_answers(store: Store, rater: Rater, section: str, values: Mapping[str, 
     if section not in ("consent", "pre", "post"):
         raise UsageError(f"unknown questionnaire section {section!r}")
     with _db(store, "save your answers"), store.session() as s, s.begin():
-        p = s.get(Participant, rater.pk, with_for_update=True)
+        p = _me(s, rater, lock=True)
         if p.finished_at is not None:
             raise AuthError("this study is complete; answers can no longer be changed", "err_finished")
         answers = dict(p.answers or {})
@@ -353,6 +473,7 @@ def save_answers(store: Store, rater: Rater, section: str, values: Mapping[str, 
 
 def _items(store: Store, rater: Rater) -> tuple[dict[str, StudyImage], dict[int, Rating]]:
     with _db(store, "load your images"), store.session() as s:
+        _me(s, rater)
         imgs = {i.image_id: i for i in s.scalars(select(StudyImage).where(StudyImage.id.in_(list(rater.image_pks.values()))))}
         done = {r.image_pk: r for r in s.scalars(select(Rating).where(Rating.participant_pk == rater.pk))}
     return imgs, done
@@ -430,7 +551,7 @@ def submit_rating(store: Store, rater: Rater, image_id: str, rating: int, flags:
         where=differs,
     ).returning(Rating.id, Rating.revision)
     with _db(store, "save your rating"), store.session() as s, s.begin():
-        finished = s.scalar(select(Participant.finished_at).where(Participant.id == rater.pk))
+        finished = _me(s, rater, lock=True).finished_at
         if finished is not None:
             raise AuthError("this study is complete; ratings can no longer be changed", "err_finished")
         row = s.execute(stmt).first()
@@ -468,19 +589,22 @@ def progress(store: Store, study: str | int) -> pd.DataFrame:
 def export_ratings(store: Store, study: str | int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """``(ratings, participants, images)`` in the import format of FORMATS.md (flags as 0/1, ISO times)."""
     with _db(store, "export the ratings"), store.session() as s:
-        st = _study(s, study)
-        stmt = (select(Participant.participant_id, StudyImage.image_id, StudyImage.source, Rating.rating,
-                       *[getattr(Rating, f) for f in FLAG_COLUMNS], Rating.comment, Rating.rated_at, Rating.position)
-                .join(Participant, Participant.id == Rating.participant_pk)
-                .join(StudyImage, StudyImage.id == Rating.image_pk)
-                .where(Rating.study_id == st.id).order_by(Participant.id, Rating.position))
-        ratings = pd.DataFrame(s.execute(stmt).mappings().all(), columns=list(EXPORT_RATING_COLUMNS))
-        parts = pd.DataFrame(s.execute(select(*[getattr(Participant, c) for c in EXPORT_PARTICIPANT_COLUMNS])
-                                       .where(Participant.study_id == st.id).order_by(Participant.id)).mappings().all(),
-                             columns=list(EXPORT_PARTICIPANT_COLUMNS))
-        images = pd.DataFrame(s.execute(select(StudyImage.image_id, StudyImage.source, StudyImage.path)
-                                        .where(StudyImage.study_id == st.id).order_by(StudyImage.id)).mappings().all(),
-                              columns=["image_id", "source", "path"])
+        return _export_frames(s, _study(s, study))
+
+
+def _export_frames(s, st: Study) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    stmt = (select(Participant.participant_id, StudyImage.image_id, StudyImage.source, Rating.rating,
+                   *[getattr(Rating, f) for f in FLAG_COLUMNS], Rating.comment, Rating.rated_at, Rating.position)
+            .join(Participant, Participant.id == Rating.participant_pk)
+            .join(StudyImage, StudyImage.id == Rating.image_pk)
+            .where(Rating.study_id == st.id).order_by(Participant.id, Rating.position))
+    ratings = pd.DataFrame(s.execute(stmt).mappings().all(), columns=list(EXPORT_RATING_COLUMNS))
+    parts = pd.DataFrame(s.execute(select(*[getattr(Participant, c) for c in EXPORT_PARTICIPANT_COLUMNS])
+                                   .where(Participant.study_id == st.id).order_by(Participant.id)).mappings().all(),
+                         columns=list(EXPORT_PARTICIPANT_COLUMNS))
+    images = pd.DataFrame(s.execute(select(StudyImage.image_id, StudyImage.source, StudyImage.path)
+                                    .where(StudyImage.study_id == st.id).order_by(StudyImage.id)).mappings().all(),
+                          columns=["image_id", "source", "path"])
     for f in FLAG_COLUMNS:
         ratings[f] = ratings[f].astype(bool).astype(int)
     ratings["rated_at"] = [_iso(v) for v in ratings["rated_at"]]
@@ -503,34 +627,49 @@ def rating_history(store: Store, study: str | int) -> pd.DataFrame:
     """Every answer saved in the app, one row per (participant, image, revision), oldest revision first;
     the highest revision of each (participant, image) is the answer in ``ratings.csv``."""
     with _db(store, "export the rating history"), store.session() as s:
-        st = _study(s, study)
-        stmt = (select(Participant.participant_id, StudyImage.image_id, StudyImage.source, RatingRevision.revision,
-                       RatingRevision.rating, *[getattr(RatingRevision, f) for f in FLAG_COLUMNS],
-                       RatingRevision.comment, RatingRevision.saved_at)
-                .join(Rating, Rating.id == RatingRevision.rating_id)
-                .join(Participant, Participant.id == Rating.participant_pk)
-                .join(StudyImage, StudyImage.id == Rating.image_pk)
-                .where(Rating.study_id == st.id)
-                .order_by(Participant.id, Rating.position, RatingRevision.revision))
-        hist = pd.DataFrame(s.execute(stmt).mappings().all(), columns=list(HISTORY_COLUMNS))
+        return _history_frame(s, _study(s, study))
+
+
+def _history_frame(s, st: Study) -> pd.DataFrame:
+    stmt = (select(Participant.participant_id, StudyImage.image_id, StudyImage.source, RatingRevision.revision,
+                   RatingRevision.rating, *[getattr(RatingRevision, f) for f in FLAG_COLUMNS],
+                   RatingRevision.comment, RatingRevision.saved_at)
+            .join(Rating, Rating.id == RatingRevision.rating_id)
+            .join(Participant, Participant.id == Rating.participant_pk)
+            .join(StudyImage, StudyImage.id == Rating.image_pk)
+            .where(Rating.study_id == st.id)
+            .order_by(Participant.id, Rating.position, RatingRevision.revision))
+    hist = pd.DataFrame(s.execute(stmt).mappings().all(), columns=list(HISTORY_COLUMNS))
     for f in FLAG_COLUMNS:
         hist[f] = hist[f].astype(bool).astype(int)
     hist["saved_at"] = [_iso(v) for v in hist["saved_at"]]
     return hist
 
 
+EXPORT_FILES = ("ratings.csv", "participants.csv", "images.csv", "rating_history.csv")
+
+
 def write_export(store: Store, study: str | int, out_dir: Path) -> list[Path]:
     """Write ``ratings.csv``, ``participants.csv`` and ``images.csv`` (the import format) and
-    ``rating_history.csv`` (every saved answer, changed ones included), each atomically, into ``out_dir``."""
+    ``rating_history.csv`` (every saved answer, changed ones included), each atomically, into ``out_dir``.
+
+    Text cells that a spreadsheet would run as a formula are prefixed with ``'`` (:mod:`harness.csvsafe`);
+    ``harness human import`` removes it again.
+    """
+    with _db(store, "export the ratings"), store.session() as s:
+        return write_export_in(s, _study(s, study), out_dir)
+
+
+def write_export_in(s, st: Study, out_dir: Path) -> list[Path]:
+    """:func:`write_export` inside an open session (e.g. the locked transaction that replaces the study)."""
+    from harness.csvsafe import csv_bytes
     from harness.io import atomic_write_bytes
 
-    ratings, parts, images = export_ratings(store, study)
-    history = rating_history(store, study)
+    frames = (*_export_frames(s, st), _history_frame(s, st))
     out_dir = Path(out_dir)
     paths = []
-    for fname, df in (("ratings.csv", ratings), ("participants.csv", parts), ("images.csv", images),
-                      ("rating_history.csv", history)):
+    for fname, df in zip(EXPORT_FILES, frames):
         path = out_dir / fname
-        atomic_write_bytes(path, df.to_csv(index=False).encode("utf-8"))
+        atomic_write_bytes(path, csv_bytes(df))
         paths.append(path)
     return paths

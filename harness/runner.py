@@ -137,9 +137,11 @@ class RunPlan:
 
 def plan(req: RunRequest, dist: Dist) -> RunPlan:
     """Resolve and check every part of ``req``; raise :class:`UsageError`/:class:`DataError` before any side effect."""
+    from harness.validate import validate_device
+
     tasks = _plan_tasks(req)
     needs = {flag: any(getattr(t.spec, flag) for _, t in tasks) for flag in ("needs_features", "needs_reference", "needs_train")}
-    device = dist.device(req.device)
+    device = dist.device(validate_device(req.device))
     extractors = _plan_extractors(req.features, device, req.weights) if needs["needs_features"] else []
     data = DataSpec.parse(req.data or "phantom")
     gen_cls = registry.generators.get(req.generator)
@@ -147,6 +149,7 @@ def plan(req: RunRequest, dist: Dist) -> RunPlan:
     if data.split is not None and getattr(gen_cls, "samples_data_split", False):
         options.setdefault("split", data.split)  # `--data SRC@split` chooses what `real`/`labelmap` sample
     gen: Generator = gen_cls(data=data.source, **options)
+    gen.check_conditions(req.conditions)
     ck_hash = checkpoint_hash(req.checkpoint)
     gen.load(req.checkpoint, device)
     if req.data is None and gen.train_data:  # a checkpoint trained on CAMUS is scored against CAMUS by default
@@ -348,6 +351,37 @@ def _start_run(store, p: RunPlan) -> str:
     )
 
 
+def _open_run(store, p: RunPlan) -> str:
+    """A new run row, or the ``interrupted`` row of the same request (same image set, tasks and spaces) taken over."""
+    store.reap_stale_runs()
+    same = [r for r in store.runs() if r.status == "interrupted" and r.imageset_path == str(p.gen_root.resolve())
+            and (r.config or {}).get("request", {}).get("tasks") == p.request.tasks and r.feature_space == p.spaces]
+    if same:
+        store.resume_run(same[-1].id)
+        return same[-1].id
+    return _start_run(store, p)
+
+
+class _Heartbeat(Reporter):
+    """A reporter that also beats the run row's heartbeat (at most once a minute) while work advances."""
+
+    def __init__(self, inner: Reporter, beat: Callable[[], None], every: float = 60.0):
+        self.inner, self.beat, self.every, self.last = inner, beat, every, 0.0
+
+    @contextlib.contextmanager
+    def stage(self, description: str, total: int | None) -> Iterator[Callable[..., None]]:
+        import time
+
+        with self.inner.stage(description, total) as advance:
+            def step(k: int, total: int | None = None) -> None:
+                advance(k, total=total)
+                if time.monotonic() - self.last >= self.every:
+                    self.last = time.monotonic()
+                    self.beat()
+
+            yield step
+
+
 # the pipeline --------------------------------------------------------------------------------------------
 def run(req: RunRequest, reporter: Reporter | None = None) -> RunOutcome | None:
     """Run one generator through the requested tasks and store the results.
@@ -361,7 +395,9 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> RunOutcome | None:
     reporter = (reporter or Reporter()) if dist.is_main else Reporter()
     p = plan(req, dist)
     store = Store(req.db) if dist.is_main else None  # an unreachable database fails before any long work
-    run_id = _start_run(store, p) if store is not None else None
+    run_id = _open_run(store, p) if store is not None else None
+    if store is not None:
+        reporter = _Heartbeat(reporter, lambda: store.heartbeat(run_id))
     try:
         sets = materialize(p, reporter)
         features = extract(p, sets, reporter)
@@ -369,7 +405,11 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> RunOutcome | None:
             return None
         results, artifacts = evaluate(p, sets, features, reporter, sets.gen.root / "artifacts" / run_id)
         record(store, p, run_id, sets, results, artifacts)
-    except BaseException as exc:  # Ctrl-C included: the run row says what happened; the image set resumes
+    except KeyboardInterrupt:  # the run row says so; a re-run of the same request takes it over and resumes
+        if store is not None:
+            store.mark_interrupted(run_id, "interrupted (Ctrl-C)")
+        raise
+    except BaseException as exc:  # the run row says what happened; the image set resumes
         if store is not None:
             store.mark_failed(run_id, f"{type(exc).__name__}: {exc}")
         raise

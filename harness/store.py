@@ -375,13 +375,17 @@ class Store:
             run.status = status
             run.finished_at = _now()
 
-    def mark_failed(self, run_id: str, reason: str) -> None:
+    def mark_failed(self, run_id: str, reason: str, *, status: str = "failed") -> None:
         with self.session() as s, s.begin():
             run = s.get(Run, run_id)
             if run is not None:
-                run.status = "failed"
+                run.status = status
                 run.finished_at = _now()
-                run.provenance = {**(run.provenance or {}), "error": reason[:2000]}
+                run.provenance = {**(run.provenance or {}), "error" if status == "failed" else "interrupted": reason[:2000]}
+
+    def mark_interrupted(self, run_id: str, reason: str) -> None:
+        """The run stopped on purpose (Ctrl-C): ``interrupted``; a re-run of the same request takes the row over."""
+        self.mark_failed(run_id, reason, status="interrupted")
 
     # reading -------------------------------------------------------------------------------------
     def runs(self) -> list[Run]:

@@ -272,7 +272,7 @@ CASES = [
     C("checkpoint-not-a-checkpoint", "run", "-g", "cyclegan", "-t", "fid", "-f", "radiomics", *DB, "--checkpoint", "{ws}/ckpt"),
     C("cyclegan-without-checkpoint", "run", "-g", "cyclegan", "-t", "fid", "-f", "radiomics", *DB),
     C("cyclegan-option-ngf-negative", "run", "-g", "cyclegan", "-t", "fid", "-f", "radiomics", *DB, "-o", "ngf=-1"),
-    C("conditions-for-unconditional", *RUN, "--conditions", "asd", marks=PLAN),
+    C("conditions-for-unconditional", *RUN, "--conditions", "asd"),
     C("data-unknown-source", *RUN, "--data", "bogus:x"),
     C("data-missing-folder", *RUN, "--data", "folder:{ws}/nope"),
     C("images-without-folder", "run", "-g", "images", "-t", "fid", "-f", "radiomics", *DB),

@@ -152,6 +152,8 @@ def test_killed_run_resumes_to_identical_images_and_result(tmp_path, sig):
 
     resumed = harness(*args, env=env_a)
     assert resumed.returncode == 0, resumed.stderr
+    # the killed/interrupted run row was taken over by the re-run (not left `running` or a second row)
+    assert [r.status for r in Store(str(tmp_path / "a.db")).runs()] == ["ok"]
     fresh = harness(*args, env={"ECHOBENCH_HOME": str(tmp_path / "b"), "ECHOBENCH_DB": str(tmp_path / "b.db")})
     assert fresh.returncode == 0, fresh.stderr
 

@@ -215,6 +215,7 @@ tasks: Registry = Registry(
         "diversity": ("tasks.diversity:DiversityTask", "Precision/recall/density/coverage, Vendi score, intra-set MS-SSIM"),
         "color-shift": ("tasks.color_shift:ColorShiftTask", "Tinted images (CIELAB chroma), gray-level W1, sector geometry; gallery"),
         "memorization": ("tasks.memorization:MemorizationTask", "Near-copies of training images (nearest-training distances); gallery"),
+        "cmmd": ("tasks.cmmd:CMMDTask", "CMMD (Gaussian-RBF MMD², σ 10, × 1000; Jayasumana et al. 2024) with bootstrap CI; MMD_<space> outside clip"),
     },
 )
 
@@ -225,6 +226,11 @@ features: Registry = Registry(
         "inception": ("harness.features.inception:InceptionExtractor", "Inception-v3 pool3 (2048-d), clean-fid 'clean' preprocessing: the FID network"),
         "radiomics": ("harness.features.radiomics:RadiomicsExtractor", "Weight-free ultrasound texture/intensity features (scikit-image)"),
         "random-inception": ("harness.features.inception:RandomInceptionExtractor", "Random-init Inception-v3 (fixed seed): a sanity baseline, NOT FID"),
+        "dinov2": ("harness.features.dinov2:DINOv2Extractor", "DINOv2 ViT-L/14 CLS token (1024-d), dgm-eval preprocessing: FD_dinov2"),
+        "dinov2-base": ("harness.features.dinov2:DINOv2BaseExtractor", "DINOv2 ViT-B/14 CLS token (768-d), dgm-eval preprocessing"),
+        "random-dinov2": ("harness.features.dinov2:RandomDINOv2Extractor", "Tiny random-init DINOv2 (64-d, seed 0): a stand-in, NOT FD_dinov2"),
+        "clip": ("harness.features.clip:CLIPExtractor", "CLIP ViT-L/14@336 projected embedding (768-d, L2-normalised): CMMD's space"),
+        "random-clip": ("harness.features.clip:RandomCLIPExtractor", "Tiny random-init CLIP ViT + projection (64-d, seed 0): a stand-in, NOT CMMD"),
     },
 )
 

@@ -194,3 +194,35 @@ def test_hub_cache_snapshot_is_found(tmp_path, no_weights):
     snap = tmp_path / "hub" / "models--facebook--dinov2-large" / "snapshots" / "abc123"
     _tiny_dinov2(snap)
     assert W.find_model_dir(D.DINOv2Extractor.model_spec) == snap
+
+
+def test_download_checks_sha256_and_is_atomic(tmp_path, monkeypatch):
+    """The hub is faked (no network here): files are verified against the SHA-256 the hub publishes (ETag)."""
+    import hashlib
+    import types
+
+    import huggingface_hub
+
+    monkeypatch.delenv("ECHOBENCH_OFFLINE", raising=False)
+    monkeypatch.setenv("ECHOBENCH_CACHE", str(tmp_path / "cache"))
+    payload = {"config.json": b'{"model_type": "dinov2"}', "model.safetensors": b"weights" * 100}
+    published = {k: hashlib.sha256(v).hexdigest() for k, v in payload.items()}
+
+    def meta(url, timeout=None):
+        return types.SimpleNamespace(etag=f'"{published[url.rsplit("/", 1)[1]]}"')
+
+    def download(repo, name, local_dir, etag_timeout=None):
+        (local_dir / name).write_bytes(payload[name])
+        return str(local_dir / name)
+
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", meta)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_url", lambda repo, name: f"https://hub/{repo}/{name}")
+    spec = D.DINOv2Extractor.model_spec
+    path = W.download_model(spec)
+    assert path == tmp_path / "cache" / "weights" / "dinov2-large"
+    assert (path / "model.safetensors").read_bytes() == payload["model.safetensors"]
+    published["model.safetensors"] = "0" * 64  # a corrupted transfer
+    with pytest.raises(MissingWeightsError, match="SHA-256"):
+        W.download_model(spec, dest_dir=tmp_path / "other")
+    assert not (tmp_path / "other" / "dinov2-large").exists() and not list((tmp_path / "other").glob(".*part"))

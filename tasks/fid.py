@@ -476,8 +476,9 @@ class FIDTask(Task):
     def _relative(ctx: TaskContext, space: str, p: dict) -> list[MetricResult]:
         """``FD_<space>_rel`` (:func:`relative_fd`) on a child stream of ``ctx.rng`` spawned after the FID family's,
         so turning it on or off changes no other number."""
-        if ctx.ref_features is None:
-            log.info("relative FD skipped: it needs the reference features, not only their statistics")
+        if ctx.ref_features is None or len(ctx.ref_features) < 4:
+            log.warning("relative FD skipped: it needs ≥ 4 reference feature rows (two halves of ≥ 2), not only their "
+                        "statistics")
             return []
         name = ctx.metric_name("FD") + "_rel"
         r = relative_fd(ctx.gen_features, ctx.ref_features, rng=ctx.rng.spawn(1)[0],

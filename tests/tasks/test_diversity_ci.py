@@ -72,6 +72,9 @@ def test_vendi_bootstrap_replicate_equals_vendi_of_the_resample(n, d):
     from vendi_score import vendi as vs
 
     x = np.random.default_rng(4).standard_normal((n, d))
-    lo, hi = diversity.vendi_bootstrap(x, rng=np.random.default_rng(5), n_boot=1, ci=0.5)
+    lo, hi = diversity.vendi_bootstrap(x, rng=np.random.default_rng(5), n_boot=1, ci=0.5, method="percentile")
     idx = np.random.default_rng(5).integers(0, n, n)
     assert lo == pytest.approx(vs.score_X(x[idx]), rel=1e-9) and lo == pytest.approx(hi)
+    lo, hi = diversity.vendi_bootstrap(x, rng=np.random.default_rng(5), n_boot=50)  # centred on the estimate
+    v = vs.score_X(x)
+    assert lo < v < hi and (v - lo) / (hi - lo) == pytest.approx(0.5, abs=0.3)

@@ -75,7 +75,7 @@ def cross_space_table(store, tables, *, rng: np.random.Generator, n_boot: int = 
 
     Returns ``space, family, metric, substitute, n_generators, kendall_tau, ci_low, ci_high, p, n_raters,
     best_by_metric, best_by_humans, verdict, note``; ``verdict`` is ``agrees`` (CI above 0), ``disagrees``
-    (CI below 0) or ``unclear``.
+    (CI below 0), ``unclear`` (CI includes 0) or ``n/a`` (fewer than 2 generators).
     """
     from human_eval.agreement import generator_ranking_ci, latest_metric_values
 
@@ -92,7 +92,8 @@ def cross_space_table(store, tables, *, rng: np.random.Generator, n_boot: int = 
     tau.insert(1, "family", [metric_family(m, s) for m, s in zip(tau["metric"], tau["space"])])
     subs = {s: _substitute(s) for s in tau["space"].unique()}
     tau.insert(3, "substitute", tau["space"].map(subs).astype(bool))
-    tau["verdict"] = np.where(tau["ci_low"] > 0, "agrees", np.where(tau["ci_high"] < 0, "disagrees", "unclear"))
+    tau["verdict"] = np.where(tau["kendall_tau"].isna(), "n/a", np.where(
+        tau["ci_low"] > 0, "agrees", np.where(tau["ci_high"] < 0, "disagrees", "unclear")))
     return tau[cols].sort_values(["space", "family"]).reset_index(drop=True)
 
 

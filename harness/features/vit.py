@@ -18,7 +18,6 @@ random stand-ins use ``random-<hash of their config>-seed0``.
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import json
 import logging
@@ -199,8 +198,8 @@ class ViTExtractor(FeatureExtractor):
                 with quiet_transformers():
                     model = self.load_pretrained(self.model_dir())
             self._model, self._model_device = model.eval(), "cpu"
-        if self._model_device != device:
-            self._model = (self._model if device == "cpu" else copy.deepcopy(self._model)).to(device)
+        if self._model_device != device:  # the model belongs to this extractor: moved, not copied
+            self._model = self._model.to(device)
             self._model_device = device
         return self._model
 

@@ -203,7 +203,8 @@ class ModelSpec:
 
     repo_id: str
     folder: str
-    files: tuple[str, ...] = ("config.json", "model.safetensors")
+    #: files fetched besides the weights (the first of :data:`MODEL_WEIGHT_FILES` the hub has)
+    files: tuple[str, ...] = ("config.json",)
     description: str = ""
 
     @property
@@ -278,7 +279,8 @@ def _sha256(path: Path) -> str:
 
 
 def download_model(spec: ModelSpec, dest_dir: Path | None = None, *, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
-    """Download ``spec.files`` of ``spec.repo_id`` into ``dest_dir/<folder>`` (default: our weights folder).
+    """Download ``spec.files`` and the weights (``model.safetensors``, else ``pytorch_model.bin``) of
+    ``spec.repo_id`` into ``dest_dir/<folder>`` (default: our weights folder).
 
     Each large (LFS) file's SHA-256 is checked against the one the hub publishes for it (its ETag); the folder
     appears only when every file is in and verified (temporary folder, then rename). Raises
@@ -289,18 +291,30 @@ def download_model(spec: ModelSpec, dest_dir: Path | None = None, *, timeout: fl
     dest = (dest_dir or echobench_weights_dir()) / spec.folder
     tmp = None
     try:
-        from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+        import huggingface_hub as hub
+        from huggingface_hub.errors import EntryNotFoundError
 
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{spec.folder}.", suffix=".part"))
-        for name in spec.files:
-            meta = get_hf_file_metadata(hf_hub_url(spec.repo_id, name), timeout=timeout)
-            path = Path(hf_hub_download(spec.repo_id, name, local_dir=tmp, etag_timeout=timeout))
+
+        def fetch(name: str) -> None:
+            meta = hub.get_hf_file_metadata(hub.hf_hub_url(spec.repo_id, name), timeout=timeout)
+            path = Path(hub.hf_hub_download(spec.repo_id, name, local_dir=tmp, etag_timeout=timeout))
             etag = (meta.etag or "").strip('"').lower()
             if len(etag) == 64 and all(c in "0123456789abcdef" for c in etag):  # LFS files: the ETag is the SHA-256
                 got = _sha256(path)
                 if got != etag:
                     raise ValueError(f"{name}: SHA-256 {got} differs from the hub's {etag}")
+
+        for name in spec.files:
+            fetch(name)
+        for i, name in enumerate(MODEL_WEIGHT_FILES):
+            try:
+                fetch(name)
+                break
+            except EntryNotFoundError:
+                if i == len(MODEL_WEIGHT_FILES) - 1:
+                    raise
         os.replace(tmp, dest)
         tmp = None
     except Exception as exc:  # network, hub or checksum failure: one clear message

@@ -215,7 +215,7 @@ def test_download_checks_sha256_and_is_atomic(tmp_path, monkeypatch):
         (local_dir / name).write_bytes(payload[name])
         return str(local_dir / name)
 
-    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", meta)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", meta)  # the extractor calls it through the module
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
     monkeypatch.setattr(huggingface_hub, "hf_hub_url", lambda repo, name: f"https://hub/{repo}/{name}")
     spec = D.DINOv2Extractor.model_spec

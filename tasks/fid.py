@@ -440,10 +440,9 @@ class FIDTask(Task):
         version="1",
         description="FID/FD with bootstrap CI, FID∞ (Chong & Forsyth 2020) and KID (Bińkowski et al. 2018)",
         parameters={
-            "metrics": "fid,fid_inf,kid", "n_boot": 200, "ci": 0.95, "ci_method": "centred",
+            "metrics": "fid,fid_inf,kid,fid_rel", "n_boot": 200, "ci": 0.95, "ci_method": "centred",
             "fid_inf_sizes": 15, "fid_inf_min_fraction": 0.2, "fid_inf_draws": 3,
             "kid_subsets": 100, "kid_subset_size": 1000,
-            "relative": True,  # also FD_<space>_rel = FD / real-vs-real FD (relative_fd)
         },
     )
 
@@ -452,8 +451,9 @@ class FIDTask(Task):
             raise UsageError("task 'fid' needs generated features")
         space = ctx.feature_space or "unknown"
         p = dict(self.params)
-        relative = bool(p.pop("relative"))
         wanted = [m.strip() for m in str(p.pop("metrics")).split(",") if m.strip()]
+        relative = "fid_rel" in wanted  # FD_<space>_rel = FD / real-vs-real FD (relative_fd)
+        wanted = [m for m in wanted if m != "fid_rel"]
         stats = ctx.ref_stats() if ctx.ref_stats is not None else None
         res = fid_family(ctx.gen_features, ctx.ref_features, ref_stats=stats, rng=ctx.rng, metrics=wanted,
                          progress=ctx.progress, **p)

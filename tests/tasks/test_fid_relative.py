@@ -76,7 +76,7 @@ def test_phantom_real_covers_one_labelmap_far_above(phantom_features):
     out = {}
     for name, gen in (("real", real), ("labelmap", lab)):
         ctx = TaskContext(feature_space=ext_space, rng=np.random.default_rng(0), gen_features=gen, ref_features=ref)
-        res = {r.metric: r for r in fid.FIDTask(metrics="fid", n_boot=100).evaluate(ctx)}
+        res = {r.metric: r for r in fid.FIDTask(metrics="fid,fid_rel", n_boot=100).evaluate(ctx)}
         out[name] = res["FD_radiomics_rel"]
         assert set(res) == {"FD_radiomics", "FD_radiomics_rel"}
     assert out["real"].ci_low < 1 < out["real"].ci_high, out["real"]
@@ -89,8 +89,8 @@ def test_task_can_turn_it_off_and_other_numbers_do_not_change():
 
     def run(**kw):
         ctx = TaskContext(feature_space="dinov2", rng=np.random.default_rng(5), gen_features=gen, ref_features=ref)
-        return {r.metric: r for r in fid.FIDTask(metrics="fid,kid", n_boot=20, **kw).evaluate(ctx)}
+        return {r.metric: r for r in fid.FIDTask(n_boot=20, kid_subsets=5, **kw).evaluate(ctx)}
 
-    on, off = run(), run(relative=False)
+    on, off = run(), run(metrics="fid,fid_inf,kid")
     assert set(on) - set(off) == {"FD_dinov2_rel"}
     assert on["FD_dinov2"].ci_low == off["FD_dinov2"].ci_low and on["KD_dinov2"].value == off["KD_dinov2"].value

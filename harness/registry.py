@@ -222,6 +222,7 @@ tasks: Registry = Registry(
         "diversity": "tasks.diversity:DiversityTask",
         "color-shift": "tasks.color_shift:ColorShiftTask",
         "memorization": "tasks.memorization:MemorizationTask",
+        "cmmd": "tasks.cmmd:CMMDTask",
     },
 )
 
@@ -232,6 +233,11 @@ features: Registry = Registry(
         "inception": "harness.features.inception:InceptionExtractor",
         "radiomics": "harness.features.radiomics:RadiomicsExtractor",
         "random-inception": "harness.features.inception:RandomInceptionExtractor",
+        "dinov2": "harness.features.dinov2:DINOv2Extractor",
+        "dinov2-base": "harness.features.dinov2:DINOv2BaseExtractor",
+        "random-dinov2": "harness.features.dinov2:RandomDINOv2Extractor",
+        "clip": "harness.features.clip:CLIPExtractor",
+        "random-clip": "harness.features.clip:RandomCLIPExtractor",
     },
 )
 

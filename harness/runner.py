@@ -197,7 +197,10 @@ def _plan_extractors(features: str, device: str, weights: str | None) -> list:
     classes = [registry.features.get(name) for name in names]  # an unknown name fails here, before any weights load
     if weights is not None and len(classes) > 1:
         raise UsageError("--weights is ambiguous with several --features; run one space per --weights file")
-    return [cls(device=device, weights=weights) for cls in classes]
+    extractors = [cls(device=device, weights=weights) for cls in classes]
+    for ex in extractors:
+        ex.prepare()  # a missing or wrong weight file fails here, before any image is generated
+    return extractors
 
 
 def _real_set(role: str, given: str | None, data: DataSpec, default_split: str, n_req: int | None,

@@ -35,7 +35,7 @@ from human_eval.schema import StudyTables, canonical_source
 
 log = logging.getLogger(__name__)
 
-__all__ = ["agreement_tables", "generator_agreement", "generator_ranking", "image_level", "knn_radii",
+__all__ = ["agreement_tables", "generator_agreement", "generator_ranking", "generator_ranking_ci", "image_level", "knn_radii",
            "latest_metric_values", "metric_agreement", "per_image_long", "per_image_metrics", "realism_scores",
            "resolve_image_paths"]
 
@@ -122,6 +122,68 @@ def generator_ranking(metric_values: pd.DataFrame, ratings: pd.DataFrame, *, dv:
     return (pd.DataFrame(summary, columns=["metric", "n_generators", "kendall_tau", "p", "best_by_metric",
                                            "best_by_humans", "note"]),
             pd.DataFrame(pairs, columns=["metric", "A", "B", "metric_prefers", "humans_prefer", "agree"]))
+
+
+def generator_ranking_ci(metric_values: pd.DataFrame, ratings: pd.DataFrame, *, rng: np.random.Generator,
+                         n_boot: int = 1000, ci: float = 0.95, dv: str = "rating", between: str = "source",
+                         participant: str = "participant_id", exclude: tuple[str, ...] = ("real",)) -> pd.DataFrame:
+    """Kendall's tau between each metric's generator ranking and the clinicians', with a bootstrap CI over raters.
+
+    tau is ``scipy.stats.kendalltau`` (tau-b) between the metric's scores (sign-flipped when lower is better) and
+    the per-source mean rating over all ratings (as :func:`generator_ranking`). The interval resamples the
+    *participants* with replacement (each keeps all their ratings; the metric values are fixed) and takes the
+    percentiles of tau over the ``n_boot`` resamples: how sure the clinicians' ranking is, given who rated.
+    Resamples in which the human means tie completely (tau undefined) are dropped and counted.
+
+    Returns
+    -------
+    DataFrame
+        ``metric, n_generators, kendall_tau, ci_low, ci_high, p, n_raters, n_boot_used, best_by_metric,
+        best_by_humans, note``.
+    """
+    cols = ["metric", "n_generators", "kendall_tau", "ci_low", "ci_high", "p", "n_raters", "n_boot_used",
+            "best_by_metric", "best_by_humans", "note"]
+    if n_boot < 1 or not 0 < ci < 1:
+        raise UsageError(f"generator_ranking_ci: need n_boot ≥ 1 and 0 < ci < 1 (got {n_boot}, {ci})")
+    r = ratings[~ratings[between].isin(exclude)]
+    sums = r.pivot_table(index=participant, columns=between, values=dv, aggfunc="sum", fill_value=0)
+    counts = r.pivot_table(index=participant, columns=between, values=dv, aggfunc="count", fill_value=0)
+    sources = list(sums.columns)
+    s_arr, c_arr = sums.to_numpy(float), counts[sources].to_numpy(float)
+    human = pd.Series(s_arr.sum(0) / c_arr.sum(0), index=sources)
+    idx = rng.integers(0, len(sums), (n_boot, len(sums)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot = s_arr[idx].sum(axis=1) / c_arr[idx].sum(axis=1)  # (n_boot, sources): NaN if a source was not drawn
+    rows = []
+    for metric, g in metric_values.groupby("metric", sort=True):
+        g = g[g[between].isin(sources)].drop_duplicates(between)
+        sign = (1.0 if bool(g["higher_is_better"].iloc[0]) else -1.0) if len(g) else 1.0
+        score = pd.Series(sign * g["value"].to_numpy(float), index=g[between])
+        n = len(score)
+        row = {"metric": metric, "n_generators": n, "kendall_tau": np.nan, "ci_low": np.nan, "ci_high": np.nan,
+               "p": np.nan, "n_raters": len(sums), "n_boot_used": 0, "best_by_metric": score.idxmax() if n else "",
+               "best_by_humans": human.reindex(score.index).idxmax() if n else "", "note": ""}
+        if n < 2:
+            row["note"] = f"insufficient data (n={n} generators)"
+            rows.append(row)
+            continue
+        pos = [sources.index(s_) for s_ in score.index]
+        k = sps.kendalltau(score.to_numpy(), human.iloc[pos].to_numpy())
+        reps = np.array([sps.kendalltau(score.to_numpy(), b[pos]).statistic
+                         for b in boot if np.isfinite(b[pos]).all()], dtype=float)
+        reps = reps[np.isfinite(reps)]
+        row.update(kendall_tau=k.statistic, p=k.pvalue, n_boot_used=int(reps.size))
+        if reps.size:
+            lo, hi = np.percentile(reps, [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100])
+            row.update(ci_low=float(lo), ci_high=float(hi))
+        notes = []
+        if n < 5:
+            notes.append(f"only {n} generators: tau takes few values and p is uninformative")
+        if reps.size < n_boot:
+            notes.append(f"{n_boot - reps.size} resamples dropped (a source not rated or all means tied)")
+        row["note"] = "; ".join(notes)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=cols)
 
 
 # ------------------------------------------------------------------------------------ per-image metrics
@@ -283,9 +345,7 @@ def per_image_metrics(images_df: pd.DataFrame, *, reference_features: np.ndarray
     ids = imgs["image_id"].astype(str).tolist()
     pixels = _read_all(files, ids)
     ext = feature_registry.get(extractor)(device=device, weights=weights)
-    prepare = getattr(ext, "prepare", None)
-    if prepare is not None:
-        prepare()
+    ext.prepare()
     feats = _features(ext, pixels, files, cache)
     self_index = None
     if reference_features is not None:
@@ -353,9 +413,9 @@ def _metric_label(metric: str, space: str) -> str:
 def latest_metric_values(store, sources: Sequence[str] | None = None,
                          metrics: Sequence[str] | None = None) -> pd.DataFrame:
     """The newest stored value of every metric for each generator, keyed by canonical source name
-    (``sd-lora`` -> ``sd``). Returns ``source, generator, metric, value, higher_is_better, run_id``; the
-    metric label carries the feature space when its name does not (``precision[radiomics]``)."""
-    cols = ["source", "generator", "metric", "value", "higher_is_better", "run_id"]
+    (``sd-lora`` -> ``sd``). Returns ``source, generator, metric, value, higher_is_better, run_id, feature_space``;
+    the metric label carries the feature space when its name does not (``precision[radiomics]``)."""
+    cols = ["source", "generator", "metric", "value", "higher_is_better", "run_id", "feature_space"]
     frame = store.results_frame()
     if frame.empty:
         return pd.DataFrame(columns=cols)

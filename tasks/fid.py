@@ -9,6 +9,7 @@ Python API (no CLI needed, like clean-fid); features are (N, d) arrays, results 
     fid.fid_infinity(gen, ref, rng=...)                          # Chong & Forsyth 2020
     fid.kid(gen, ref, rng=...)                                   # Bińkowski et al. 2018
     fid.fid_family(gen, ref, rng=...)                            # all three, sharing the work
+    fid.relative_fd(gen, ref, rng=...)                           # FD / real-vs-real FD (Woodland et al. 2024)
 
 ``ref`` may be the reference features or their cached statistics ``dict(mu, sigma, sqrt_sigma)`` (from
 :func:`reference_stats` or the feature cache); the cached square root is then reused, never recomputed.
@@ -63,6 +64,7 @@ __all__ = [
     "kid",
     "kid_subset_values",
     "reference_stats",
+    "relative_fd",
 ]
 log = logging.getLogger(__name__)
 METRICS = ("fid", "fid_inf", "kid")
@@ -376,6 +378,52 @@ def _kid(g, ref, rng, weights, subsets, subset_size, ci, block) -> DistanceResul
     })
 
 
+def relative_fd(gen, ref, *, rng=None, n_boot: int = 200, ci: float = 0.95, workers: int | None = None) -> DistanceResult:
+    """Relative FD (Woodland et al., MICCAI 2024): FD(generated, real) / FD(real half A, real half B); 1 means
+    "as far from the reference as other real images are" at this sample size.
+
+    The reference features are split at random (``rng``) into halves A and B. FD_N is biased upward by ≈ k/N,
+    so a ratio of FDs at different sample sizes would not be 1 even for real images: both FDs are therefore
+    computed at the same size ``m = min(N_gen, |A|)`` against the same half B (generated features and A are
+    subsampled to m without replacement): ``value = FD(gen_m, B) / FD(A_m, B)``. Interval: percentile bootstrap
+    of the ratio, resampling the generated rows and A's rows independently (B fixed: its noise enters both FDs
+    alike and largely cancels). ``details`` holds both FDs (``fd_gen``, ``fd_real_real``: the noise floor), m
+    and the half sizes.
+    """
+    _check_ci(n_boot, ci, "percentile")
+    split_rng, sub_rng, boot_rng = _rng(rng).spawn(3)
+    g = _canonical(check_features(gen, "generated features"))
+    r = _canonical(check_features(ref, "reference features"))
+    check_same_dim(g, r.shape[1])
+    n_ref = r.shape[0]
+    if n_ref < 4:
+        raise DataError(f"relative FD splits the reference in two halves of ≥ 2 images; got {n_ref} reference images")
+    perm = split_rng.permutation(n_ref)
+    a, b = r[np.sort(perm[: n_ref // 2])], r[np.sort(perm[n_ref // 2:])]
+    m = min(g.shape[0], a.shape[0])
+    g_m = g[np.sort(sub_rng.choice(g.shape[0], m, replace=False))] if g.shape[0] > m else g
+    a_m = a[np.sort(sub_rng.choice(a.shape[0], m, replace=False))] if a.shape[0] > m else a
+    st = gaussian_stats(b, with_sqrt=True)
+    eng_g = GenGram(g_m, st["mu"], st["sigma"], st["sqrt_sigma"])
+    eng_a = GenGram(a_m, st["mu"], st["sigma"], st["sqrt_sigma"])
+    ones = np.ones(m, dtype=np.int64)
+    fd_gen, fd_real = eng_g.fid(ones)[0], eng_a.fid(ones)[0]
+    if not fd_real > 0:
+        raise DataError(f"relative FD: the two real halves have FD {fd_real:.3g} (identical or constant reference "
+                        "features), so the ratio is undefined; use more, or more varied, reference images")
+    value = fd_gen / fd_real
+    reps = eng_g.fids(_boot_weights(boot_rng, m, n_boot), workers=workers)
+    reps_real = eng_a.fids(_boot_weights(boot_rng, m, n_boot), workers=workers)
+    lo, hi, info = _interval(value, reps / np.where(reps_real > 0, reps_real, np.nan) if n_boot else reps, ci,
+                             "percentile")
+    return DistanceResult(value, lo, hi, int(g.shape[0]), {
+        "fd_gen": fd_gen, "fd_real_real": fd_real, "m": m, "n_gen": int(g.shape[0]), "n_ref": n_ref,
+        "half_a": int(a.shape[0]), "half_b": int(b.shape[0]), "d": int(g.shape[1]),
+        "definition": "FD(generated_m, B) / FD(A_m, B); A, B a random split of the reference, m = min(N_gen, |A|)",
+        "reference": "Woodland et al., MICCAI 2024", **info,
+    })
+
+
 def metric_names(ctx: TaskContext) -> dict[str, str]:
     """Leaderboard names from the extractor's naming rule: FID / FID_inf / KID in Inception space,
     FD_<s> / FD_<s>_inf / KD_<s> elsewhere."""
@@ -392,7 +440,7 @@ class FIDTask(Task):
         version="1",
         description="FID/FD with bootstrap CI, FID∞ (Chong & Forsyth 2020) and KID (Bińkowski et al. 2018)",
         parameters={
-            "metrics": "fid,fid_inf,kid", "n_boot": 200, "ci": 0.95, "ci_method": "centred",
+            "metrics": "fid,fid_inf,kid,fid_rel", "n_boot": 200, "ci": 0.95, "ci_method": "centred",
             "fid_inf_sizes": 15, "fid_inf_min_fraction": 0.2, "fid_inf_draws": 3,
             "kid_subsets": 100, "kid_subset_size": 1000,
         },
@@ -406,6 +454,8 @@ class FIDTask(Task):
         space = ctx.feature_space or "unknown"
         p = dict(self.params)
         wanted = [m.strip() for m in str(p.pop("metrics")).split(",") if m.strip()]
+        relative = "fid_rel" in wanted  # FD_<space>_rel = FD / real-vs-real FD (relative_fd)
+        wanted = [m for m in wanted if m != "fid_rel"]
         stats = ctx.ref_stats() if ctx.ref_stats is not None else None
         res = fid_family(ctx.gen_features, ctx.ref_features, ref_stats=stats, rng=ctx.rng, metrics=wanted,
                          progress=ctx.progress, **p)
@@ -420,4 +470,23 @@ class FIDTask(Task):
                 details["substitute"] = f"{space} is a stand-in feature space (random-init weights): NOT {names[key]} as published"
             out.append(MetricResult(names[key], r.value, r.ci_low, r.ci_high, r.n, higher_is_better=False,
                                     feature_space=space, details=details, substitute=ctx.feature_substitute))
+        if relative:
+            out.extend(self._relative(ctx, space, p))
         return out
+
+    @staticmethod
+    def _relative(ctx: TaskContext, space: str, p: dict) -> list[MetricResult]:
+        """``FD_<space>_rel`` (:func:`relative_fd`) on a child stream of ``ctx.rng`` spawned after the FID family's,
+        so turning it on or off changes no other number."""
+        if ctx.ref_features is None or len(ctx.ref_features) < 4:
+            log.warning("relative FD skipped: it needs ≥ 4 reference feature rows (two halves of ≥ 2), not only their "
+                        "statistics")
+            return []
+        name = ctx.metric_name("FD") + "_rel"
+        r = relative_fd(ctx.gen_features, ctx.ref_features, rng=ctx.rng.spawn(1)[0],
+                        n_boot=int(p["n_boot"]), ci=float(p["ci"]))
+        details = {**r.details, "feature_space": space, "note": "1 = as far from the reference as real images are"}
+        if ctx.feature_substitute:
+            details["substitute"] = f"{space} is a stand-in feature space (random-init weights): NOT {name} as published"
+        return [MetricResult(name, r.value, r.ci_low, r.ci_high, r.n, higher_is_better=False, feature_space=space,
+                             details=details, substitute=ctx.feature_substitute)]

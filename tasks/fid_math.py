@@ -142,20 +142,43 @@ def check_sqrt(root: np.ndarray, sigma: np.ndarray, name: str) -> np.ndarray:
     return a
 
 
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> tuple[float, str]:
+    """``Tr((Σ₁Σ₂)^½)`` without a cached square root (the cold path); returns (value, route).
+
+    Route ``"cholesky"`` when Σ₁ is positive definite: with Σ₁ = LLᵀ, Σ₁Σ₂ is similar to LᵀΣ₂L (symmetric PSD),
+    so the trace is Σᵢ √λᵢ(LᵀΣ₂L): one Cholesky and one ``eigvalsh`` instead of an ``eigh`` (for Σ₁^½) and an
+    ``eigvalsh``. Route ``"eigh"`` (A = Σ₁^½ from ``eigh``, Σᵢ √λᵢ(AΣ₂A)) when the Cholesky factorisation fails,
+    i.e. Σ₁ is singular or indefinite to rounding (e.g. N ≤ d samples).
+    """
+    sym = (sigma1 + sigma1.T) / 2
+    try:
+        low = np.linalg.cholesky(sym)
+    except np.linalg.LinAlgError:
+        low = None
+    if low is not None and np.isfinite(low).all():
+        return trace_sqrt_eigs(low.T @ sigma2 @ low, "Lᵀ·sigma2·L (sigma1 = L·Lᵀ)"), "cholesky"
+    a = sqrtm_psd(sigma1, "sigma1")
+    return trace_sqrt_eigs(a @ sigma2 @ a, "A·sigma2·A (A = sigma1^½)"), "eigh"
+
+
 def frechet_distance(mu1, sigma1, mu2, sigma2, *, sqrt_sigma1: np.ndarray | None = None) -> float:
     """Fréchet distance between N(μ₁, Σ₁) and N(μ₂, Σ₂) (Heusel et al. 2017; Dowson & Landau 1982).
 
-    ``‖μ₁−μ₂‖² + Tr Σ₁ + Tr Σ₂ − 2 Σᵢ √λᵢ(A Σ₂ A)`` with ``A = Σ₁^½``. Pass ``sqrt_sigma1`` (e.g. the
-    cached reference square root) to skip the ``eigh``. Equal to ``cleanfid.fid.frechet_distance`` without
+    ``‖μ₁−μ₂‖² + Tr Σ₁ + Tr Σ₂ − 2 Tr((Σ₁Σ₂)^½)``. With ``sqrt_sigma1`` (e.g. the cached reference square
+    root A = Σ₁^½) the trace is Σᵢ √λᵢ(A Σ₂ A); without it, :func:`trace_sqrt_product` (Cholesky route when Σ₁
+    is positive definite, else ``eigh``). Equal to ``cleanfid.fid.frechet_distance`` without
     ``scipy.linalg.sqrtm``.
     """
     mu1, sigma1 = check_stats(mu1, sigma1, "first statistics")
     mu2, sigma2 = check_stats(mu2, sigma2, "second statistics")
     if mu1.shape != mu2.shape:
         raise DataError(f"statistics have different dimensions: {mu1.size} and {mu2.size}")
-    a = sqrtm_psd(sigma1, "sigma1") if sqrt_sigma1 is None else check_sqrt(sqrt_sigma1, sigma1, "sqrt_sigma1")
+    if sqrt_sigma1 is None:
+        tr_covmean, _ = trace_sqrt_product(sigma1, sigma2)
+    else:
+        a = check_sqrt(sqrt_sigma1, sigma1, "sqrt_sigma1")
+        tr_covmean = trace_sqrt_eigs(a @ sigma2 @ a, "A·sigma2·A (A = sigma1^½)")
     diff = mu1 - mu2
-    tr_covmean = trace_sqrt_eigs(a @ sigma2 @ a, "A·sigma2·A (A = sigma1^½)")
     tr1, tr2 = float(np.trace(sigma1)), float(np.trace(sigma2))
     value = float(diff @ diff + tr1 + tr2 - 2.0 * tr_covmean)
     # Σ₂ is checked only where A sees it (A·Σ₂·A); a negative direction of Σ₂ in A's null space shows as a

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from harness.errors import DataError, UsageError
+from harness.errors import DataError, MissingWeightsError, UsageError
 
 OUT_FILES = {"per_image": "per_image_metrics.csv", "metric_agreement": "metric_agreement.csv",
              "generator_agreement": "generator_agreement.csv", "generator_pairs": "generator_pairs.csv"}
@@ -75,6 +75,18 @@ def agreement_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print every table as JSON records on stdout."),
     out_dir: Path | None = typer.Option(None, "--out", help="Write the tables as CSV and a scatter PNG here."),
     device: str = typer.Option("auto", "--device", help="Device of the feature extractor."),
+    n_boot: int = typer.Option(1000, "--n-boot", help="Rater-bootstrap resamples for Kendall's tau CI."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstraps and subsets."),
+    spread: bool = typer.Option(True, "--spread/--no-spread", help="With --out: each distance on subsets of N = "
+                                "--sizes generated images of the stored image sets (how many images a stable ranking needs)."),
+    sizes: str = typer.Option("50,100,200,400,800", "--sizes", help="Subset sizes for --spread."),
+    draws: int = typer.Option(5, "--draws", help="Random subsets per size for --spread."),
+    faults: bool = typer.Option(True, "--faults/--no-faults", help="With --out: each distance on phantom sets with "
+                                "increasing blur and speckle (does it rise monotonically?)."),
+    fault_n: int = typer.Option(200, "--fault-n", help="Phantom images per set for --faults."),
+    fault_size: int = typer.Option(64, "--fault-size", help="Phantom image side for --faults."),
+    spaces: str | None = typer.Option(None, "--spaces", help="Feature spaces for --spread/--faults, comma-separated "
+                                      "(default: every registered space with stored results for the study)."),
 ) -> None:
     """How well do automatic metrics agree with the clinicians, per image and per generator?
 
@@ -82,6 +94,11 @@ def agreement_cmd(
     image, rank-correlated with the image's mean rating. Per generator: each stored metric's ranking vs the
     mean-rating ranking (Kendall's tau and the pairwise table; generators are matched to sources by name,
     sd-lora -> sd).
+
+    Across feature spaces: one table (and with --out one HTML page, trust.html) with, for every stored
+    (space, metric), Kendall's tau vs the clinicians with a bootstrap CI over raters, the spread at small N
+    and the response to phantom blur/speckle, headed by one sentence saying which spaces rank the generators
+    like the clinicians.
 
     Example: harness human agreement --study paper2024 --out agreement/
     """
@@ -94,11 +111,23 @@ def agreement_cmd(
 
     if k < 1:
         raise UsageError(f"--k must be a positive integer (got {k})")
+    if n_boot < 1 or draws < 1 or fault_n < 4 or fault_size < 16:
+        raise UsageError(f"--n-boot and --draws must be ≥ 1, --fault-n ≥ 4, --fault-size ≥ 16 (got {n_boot}, {draws}, "
+                         f"{fault_n}, {fault_size})")
+    try:
+        size_list = sorted({int(x) for x in sizes.split(",") if x.strip()})
+    except ValueError:
+        raise UsageError(f"--sizes must be comma-separated whole numbers (got {sizes!r})") from None
+    if not size_list or size_list[0] < 2:
+        raise UsageError(f"--sizes must list subset sizes ≥ 2 (got {sizes!r})")
     store = Store(db)
     tables = load_study(store, study)
     ref_imgs = reference_images(reference) if reference else None
     res = agreement_tables(tables, store=store, base_dir=root, reference_images=ref_imgs, extractor=features, k=k,
                            exclude=("real",) if exclude_real else (), device=device)
+    res.update(_trust(store, tables, res, study=study, out_dir=out_dir, n_boot=n_boot, seed=seed, spread=spread,
+                      sizes=size_list, draws=draws, faults=faults, fault_n=fault_n, fault_size=fault_size,
+                      spaces=spaces, device=device, reference=ref_imgs, per_image_space=features))
     if "per_image" in res and len(res["per_image"]):
         from human_eval.agreement import per_image_long
         from human_eval.db import save_per_image_metrics
@@ -111,7 +140,8 @@ def agreement_cmd(
         payload = {k_: json.loads(v.to_json(orient="records")) for k_, v in res.items()}
         sys.stdout.write(json.dumps(payload) + "\n")
     else:
-        titles = {"metric_agreement": "Per-image metric vs mean rating (rank correlation)",
+        titles = {"trust": "Which metric to trust: every stored (space, metric) vs the clinicians",
+                  "metric_agreement": "Per-image metric vs mean rating (rank correlation)",
                   "generator_agreement": "Generator ranking: each metric vs mean rating (Kendall's tau)",
                   "generator_pairs": "Pairwise: which generator does the metric / do the clinicians prefer?"}
         for key, title in titles.items():
@@ -132,11 +162,69 @@ def agreement_cmd(
         out_dir.mkdir(parents=True, exist_ok=True)
         written = []
         for key, df in res.items():
-            df.to_csv(out_dir / OUT_FILES[key], index=False)
-            written.append(out_dir / OUT_FILES[key])
+            if key in OUT_FILES:
+                df.to_csv(out_dir / OUT_FILES[key], index=False)
+                written.append(out_dir / OUT_FILES[key])
+        if "trust_page" in res:
+            written.append(Path(res["trust_page"]["path"].iloc[0]))
         if "per_image" in res and len(res["per_image"]):
             written.append(scatter_png(res["per_image"], tables.ratings, out_dir / "agreement_scatter.png"))
         err.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+
+
+def _trust(store, tables, res, *, study, out_dir, n_boot, seed, spread, sizes, draws, faults, fault_n, fault_size,
+           spaces, device, reference, per_image_space) -> dict:
+    """The cross-space table (always), its spread/fault columns and the HTML page (with --out)."""
+    import numpy as np
+    import pandas as pd
+
+    from harness.cli import err
+    from harness.registry import features as feature_registry
+    from human_eval import trust
+
+    rng = np.random.default_rng(seed)
+    table = trust.cross_space_table(store, tables, rng=rng, n_boot=n_boot)
+    out: dict = {"trust": table}
+    if out_dir is None or table.empty:
+        if not table.empty:
+            err.print("[bold]" + trust.headline(table) + "[/bold]", highlight=False)
+        return out
+    wanted = [s.strip() for s in spaces.split(",") if s.strip()] if spaces else sorted(set(table["space"]) - {""})
+    for name in wanted:
+        feature_registry.get(name)  # unknown names: did-you-mean, before any work
+    usable = [s for s in wanted if s in feature_registry]
+    spread_summaries, spread_long, fault_rows = {}, {}, []
+    sources = sorted(set(tables.ratings["source"]))
+    for space in usable:
+        try:
+            if spread:
+                gen, ref = trust.stored_features(store, sources, space, reference_images=reference,
+                                                 max_n=max(sizes), device=device)
+                if ref is not None and len(gen) >= 2:
+                    long = trust.small_n_spread(gen, ref, rng=rng, sizes=sizes, draws=draws)
+                    spread_long[space], spread_summaries[space] = long, trust.spread_summary(long)
+                else:
+                    err.print(f"[yellow]note:[/yellow] spread at small N in {space}: needs stored image sets of ≥ 2 "
+                              "generators and a reference", highlight=False)
+            if faults:
+                fault_rows.append(trust.fault_response(space, n=fault_n, size=fault_size, seed=seed, device=device))
+        except MissingWeightsError as exc:
+            err.print(f"[yellow]note:[/yellow] {space} skipped for spread/faults: {exc}", highlight=False)
+    fault_df = pd.concat(fault_rows, ignore_index=True) if fault_rows else None
+    per_image = None
+    if "metric_agreement" in res:
+        per_image = res["metric_agreement"].assign(space=per_image_space)
+    full = trust.trust_table(table, spread_summaries, fault_df, per_image)
+    line = trust.headline(full)
+    extra = {f"Spread at small N ({s})": d for s, d in spread_summaries.items()}
+    if fault_df is not None:
+        extra["Response to phantom faults"] = fault_df
+    page = trust.write_report(out_dir, full, title=f"Which metric to trust — study {study}", headline_text=line,
+                              spread_long=spread_long, faults=fault_df, extra_tables=extra)
+    err.print("[bold]" + line + "[/bold]", highlight=False)
+    out["trust"] = full
+    out["trust_page"] = pd.DataFrame({"path": [str(page)]})
+    return out
 
 
 def register(app: typer.Typer) -> None:

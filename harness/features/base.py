@@ -35,6 +35,10 @@ class FeatureExtractor(ABC):
     def extract_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Images: uint8 (H, W, 3) arrays, sizes may differ. Returns float (B, dim) features."""
 
+    def prepare(self) -> None:  # noqa: B027 (optional hook)
+        """Locate the weights / build the network before any long work, so that a missing or wrong weight file fails
+        in a second (the runner's plan stage calls it). Weight-free extractors need nothing."""
+
     def weights_id(self) -> str:
         """A short hash of the weights used (``"none"`` for weight-free extractors)."""
         return "none"

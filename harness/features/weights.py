@@ -236,3 +236,163 @@ def weights_hash(path: str | os.PathLike, length: int = 12) -> str:
                 h.update(chunk)
         digest = _HASH_MEMO[key] = h.hexdigest()
     return digest[:length]
+
+
+# Model folders (transformers ``save_pretrained`` / Hugging Face hub snapshots) ---------------------------
+#: weight files a transformers model folder may hold (the first one present is hashed with config.json)
+MODEL_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A transformers model stored as a folder (``config.json`` + ``model.safetensors``).
+
+    ``repo_id`` is its Hugging Face hub name (``facebook/dinov2-large``); ``folder`` the folder name looked for
+    under ``$ECHOBENCH_WEIGHTS`` and EchoBench's weights folder (``dinov2-large``).
+    """
+
+    repo_id: str
+    folder: str
+    #: files fetched besides the weights (the first of :data:`MODEL_WEIGHT_FILES` the hub has)
+    files: tuple[str, ...] = ("config.json",)
+    description: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"https://huggingface.co/{self.repo_id}"
+
+
+def hf_hub_cache_dir() -> Path:
+    """The Hugging Face hub cache (``$HF_HUB_CACHE``, ``$HF_HOME/hub`` or ``~/.cache/huggingface/hub``),
+    computed without importing ``huggingface_hub``."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
+                                                     "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def is_model_dir(path: Path) -> bool:
+    """True for a folder holding ``config.json`` and one of :data:`MODEL_WEIGHT_FILES`."""
+    return path.is_dir() and (path / "config.json").is_file() and any((path / f).is_file() for f in MODEL_WEIGHT_FILES)
+
+
+def model_candidate_dirs(spec: ModelSpec) -> list[Path]:
+    """Where :func:`find_model_dir` looks without an explicit path: ``$ECHOBENCH_WEIGHTS/<folder>``, the hub
+    cache's snapshots of ``repo_id`` (newest first), EchoBench's weights folder."""
+    out: list[Path] = []
+    env = os.environ.get(ENV_WEIGHTS)
+    if env:
+        out.append(Path(env).expanduser() / spec.folder)
+    snaps = hf_hub_cache_dir() / f"models--{spec.repo_id.replace('/', '--')}" / "snapshots"
+    if snaps.is_dir():
+        out.extend(sorted((p for p in snaps.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True))
+    out.append(echobench_weights_dir() / spec.folder)
+    return out
+
+
+def model_missing_message(spec: ModelSpec, reason: str = "") -> str:
+    why = f" ({reason})" if reason else ""
+    return (
+        f"model folder for {spec.repo_id} not found and could not be downloaded{why}. Get it with "
+        f"`huggingface-cli download {spec.repo_id}` (it lands in the hub cache {hf_hub_cache_dir()}, which is "
+        f"searched) or save it with `save_pretrained(DIR)`, then pass --weights DIR, or put it at "
+        f"${ENV_WEIGHTS}/{spec.folder}."
+    )
+
+
+def find_model_dir(spec: ModelSpec, explicit: str | os.PathLike | None = None) -> Path | None:
+    """The first model folder among an explicit path (a model folder, or a folder holding ``<folder>``) and
+    :func:`model_candidate_dirs`; ``None`` when none exists. An explicit path that is no model folder is an error."""
+    if explicit is not None:
+        p = Path(explicit).expanduser()
+        for cand in (p, p / spec.folder):
+            if is_model_dir(cand):
+                return cand
+        raise MissingWeightsError(
+            f"--weights {p} is not a transformers model folder (it needs config.json and "
+            f"{' or '.join(MODEL_WEIGHT_FILES)}, as written by save_pretrained); expected {spec.repo_id} "
+            f"({spec.description or spec.url})"
+        )
+    for cand in model_candidate_dirs(spec):
+        if is_model_dir(cand):
+            return cand
+    return None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def download_model(spec: ModelSpec, dest_dir: Path | None = None, *, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
+    """Download ``spec.files`` and the weights (``model.safetensors``, else ``pytorch_model.bin``) of
+    ``spec.repo_id`` into ``dest_dir/<folder>`` (default: our weights folder).
+
+    Each large (LFS) file's SHA-256 is checked against the one the hub publishes for it (its ETag); the folder
+    appears only when every file is in and verified (temporary folder, then rename). Raises
+    :class:`MissingWeightsError` on any failure or when ``ECHOBENCH_OFFLINE`` is set.
+    """
+    if offline():
+        raise MissingWeightsError(model_missing_message(spec, f"{ENV_OFFLINE} is set"))
+    dest = (dest_dir or echobench_weights_dir()) / spec.folder
+    tmp = None
+    try:
+        import huggingface_hub as hub
+        from huggingface_hub.errors import EntryNotFoundError
+
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{spec.folder}.", suffix=".part"))
+
+        def fetch(name: str) -> None:
+            meta = hub.get_hf_file_metadata(hub.hf_hub_url(spec.repo_id, name), timeout=timeout)
+            path = Path(hub.hf_hub_download(spec.repo_id, name, local_dir=tmp, etag_timeout=timeout))
+            etag = (meta.etag or "").strip('"').lower()
+            if len(etag) == 64 and all(c in "0123456789abcdef" for c in etag):  # LFS files: the ETag is the SHA-256
+                got = _sha256(path)
+                if got != etag:
+                    raise ValueError(f"{name}: SHA-256 {got} differs from the hub's {etag}")
+
+        for name in spec.files:
+            fetch(name)
+        for i, name in enumerate(MODEL_WEIGHT_FILES):
+            try:
+                fetch(name)
+                break
+            except EntryNotFoundError:
+                if i == len(MODEL_WEIGHT_FILES) - 1:
+                    raise
+        os.replace(tmp, dest)
+        tmp = None
+    except Exception as exc:  # network, hub or checksum failure: one clear message
+        raise MissingWeightsError(model_missing_message(spec, f"download failed: {type(exc).__name__}: {exc}")) from exc
+    finally:
+        if tmp is not None and tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def resolve_model_dir(spec: ModelSpec, explicit: str | os.PathLike | None = None, *,
+                      allow_download: bool = True) -> Path:
+    """:func:`find_model_dir`, else :func:`download_model` (if allowed), else :class:`MissingWeightsError`."""
+    path = find_model_dir(spec, explicit)
+    if path is not None:
+        return path
+    if not allow_download:
+        raise MissingWeightsError(model_missing_message(spec, "downloads disabled"))
+    return download_model(spec)
+
+
+def model_dir_hash(path: str | os.PathLike, length: int = 12) -> str:
+    """Short SHA-256 over a model folder's ``config.json`` and its weight file (each hashed once per process)."""
+    p = Path(path)
+    parts = [weights_hash(p / "config.json", 64)]
+    weight = next((p / f for f in MODEL_WEIGHT_FILES if (p / f).is_file()), None)
+    if weight is not None:
+        parts.append(weights_hash(weight, 64))
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:length]

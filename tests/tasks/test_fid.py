@@ -395,8 +395,8 @@ def test_kid_needs_reference_features():
 
 # the task ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("space,names", [
-    ("inception", ["FID", "FID_inf", "KID"]),
-    ("radiomics", ["FD_radiomics", "FD_radiomics_inf", "KD_radiomics"]),
+    ("inception", ["FID", "FID_inf", "KID", "FID_rel"]),
+    ("radiomics", ["FD_radiomics", "FD_radiomics_inf", "KD_radiomics", "FD_radiomics_rel"]),
 ])
 def test_task_reports_three_labelled_metrics(space, names):
     rng = np.random.default_rng(15)

@@ -1,0 +1,414 @@
+"""Which automatic metric should an echo researcher trust? One table across feature spaces and distances.
+
+For every (feature space, metric) stored for a study's generators (``FD_dinov2``, ``CMMD``, ``FID``,
+``KD_radiomics``, ``FD_radiomics_rel``, ``precision[dinov2]`` ...):
+
+* **ranking agreement** — Kendall's tau between the metric's ranking of the generators and the clinicians',
+  with a bootstrap CI over raters (:func:`human_eval.agreement.generator_ranking_ci`);
+* **spread at small N** (:func:`small_n_spread`) — the metric on random subsets of N = 50, 100, 200, 400, 800
+  generated images (reference fixed): its relative spread over draws, and how often the generator ranking at
+  that N equals the ranking at the largest N (``stable_n``: the smallest N where it does in ≥ 90 % of draws);
+* **response to faults** (:func:`fault_response`) — the metric for phantom images with increasing blur and
+  speckle (the ladders of ``harness validate-metrics``): does it rise monotonically from the clean set?
+
+:func:`trust_table` joins them (one row per space × metric); :func:`headline` says in one sentence which
+spaces rank the generators like the clinicians and how sure that is; :func:`write_report` writes one HTML
+page with the table and plots. :func:`agreement_table` (store + study name → DataFrame) is what a leaderboard
+tab shows.
+
+Numbers computed in a stand-in space (``random-*``: random-init weights) carry ``substitute=True`` in every
+table and are marked in the page; they are never the published metric.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import DataError, UsageError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SIZES", "agreement_table", "cross_space_table", "fault_response", "headline", "metric_family",
+           "small_n_spread", "spread_summary", "trust_table", "write_report"]
+
+SIZES = (50, 100, 200, 400, 800)
+FAMILIES = ("FD", "KD", "MMD")  # the distances whose small-N spread and fault response are computed
+_PUBLISHED = {"FID": "FD", "FID_inf": "FD_inf", "KID": "KD", "CMMD": "MMD"}
+
+
+# naming ------------------------------------------------------------------------------------------------
+def metric_family(metric: str, space: str | None) -> str:
+    """The metric's family independent of its space: ``FID``/``FD_dinov2`` → ``FD``, ``FD_clip_rel`` → ``FD_rel``,
+    ``KID`` → ``KD``, ``CMMD``/``MMD_radiomics`` → ``MMD``, ``precision[dinov2]`` → ``precision``."""
+    if metric in _PUBLISHED:
+        return _PUBLISHED[metric]
+    base = metric.split("[", 1)[0]
+    if space and f"_{space}" in base:
+        return base.replace(f"_{space}", "", 1)
+    return base
+
+
+def _substitute(space: str) -> bool:
+    """Whether ``space`` is a stand-in, from the extractor's own ``substitute`` flag (never guessed from the name)."""
+    from harness.registry import features
+
+    if not space or space not in features:
+        return False
+    try:
+        return bool(getattr(features.get(space), "substitute", False))
+    except UsageError:
+        return False
+
+
+# ranking agreement -----------------------------------------------------------------------------------------
+def cross_space_table(store, tables, *, rng: np.random.Generator, n_boot: int = 1000, ci: float = 0.95,
+                      exclude: tuple[str, ...] = ("real",)) -> pd.DataFrame:
+    """Kendall's tau (with its rater-bootstrap CI) of every metric stored for the study's generators, by space.
+
+    Returns ``space, family, metric, substitute, n_generators, kendall_tau, ci_low, ci_high, p, n_raters,
+    best_by_metric, best_by_humans, verdict, note``; ``verdict`` is ``agrees`` (CI above 0), ``disagrees``
+    (CI below 0), ``unclear`` (CI includes 0) or ``n/a`` (fewer than 2 generators).
+    """
+    from human_eval.agreement import generator_ranking_ci, latest_metric_values
+
+    cols = ["space", "family", "metric", "substitute", "n_generators", "kendall_tau", "ci_low", "ci_high", "p",
+            "n_raters", "best_by_metric", "best_by_humans", "verdict", "note"]
+    rated = sorted(set(tables.ratings["source"]) - set(exclude))
+    values = latest_metric_values(store, rated)
+    if values.empty:
+        return pd.DataFrame(columns=cols)
+    tau = generator_ranking_ci(values[["source", "metric", "value", "higher_is_better"]], tables.ratings, rng=rng,
+                               n_boot=n_boot, ci=ci, exclude=tuple(exclude))
+    space = values.drop_duplicates("metric").set_index("metric")["feature_space"].fillna("").astype(str)
+    tau.insert(0, "space", tau["metric"].map(space))
+    tau.insert(1, "family", [metric_family(m, s) for m, s in zip(tau["metric"], tau["space"])])
+    subs = {s: _substitute(s) for s in tau["space"].unique()}
+    tau.insert(3, "substitute", tau["space"].map(subs).astype(bool))
+    tau["verdict"] = np.where(tau["kendall_tau"].isna(), "n/a", np.where(
+        tau["ci_low"] > 0, "agrees", np.where(tau["ci_high"] < 0, "disagrees", "unclear")))
+    return tau[cols].sort_values(["space", "family"]).reset_index(drop=True)
+
+
+def agreement_table(store, study: str, *, seed: int = 0, n_boot: int = 1000,
+                    exclude: tuple[str, ...] = ("real",)) -> pd.DataFrame:
+    """The cross-space ranking table of a stored study (:func:`cross_space_table`), e.g. for a leaderboard tab."""
+    from human_eval.db import load_study
+
+    return cross_space_table(store, load_study(store, study), rng=np.random.default_rng(seed), n_boot=n_boot,
+                             exclude=exclude)
+
+
+# the distances on feature arrays -------------------------------------------------------------------------
+def distance(family: str, gen: np.ndarray, ref: np.ndarray, *, ref_stats: Mapping | None = None) -> float:
+    """One number of ``family`` (``FD``, ``KD`` or ``MMD``) without an interval (the tasks' pure functions)."""
+    from tasks import cmmd as cmmd_mod
+    from tasks import fid as fid_mod
+
+    if family == "FD":
+        return fid_mod.fid_from_features(gen, ref_stats if ref_stats is not None else ref, n_boot=0).value
+    if family == "KD":
+        return fid_mod.kid(gen, ref, subsets=20, n_boot=0).value
+    if family == "MMD":
+        return cmmd_mod.cmmd(gen, ref, n_boot=0).value
+    raise UsageError(f"unknown distance family {family!r}; use one of {', '.join(FAMILIES)}")
+
+
+def small_n_spread(gen: Mapping[str, np.ndarray], ref: np.ndarray, *, rng: np.random.Generator,
+                   sizes: Sequence[int] = SIZES, draws: int = 5, families: Sequence[str] = FAMILIES) -> pd.DataFrame:
+    """Each distance for random subsets of each generator's features at each size (reference fixed).
+
+    Sizes above a generator's number of images are skipped for it. Returns ``family, source, n, draw, value``.
+    """
+    from tasks.fid import reference_stats
+
+    if draws < 1:
+        raise UsageError(f"small_n_spread: draws must be ≥ 1 (got {draws})")
+    stats = reference_stats(ref) if "FD" in families else None
+    rows = []
+    for source, feats in sorted(gen.items()):
+        feats = np.asarray(feats, np.float64)
+        for n in sorted(set(int(s) for s in sizes)):
+            if n > feats.shape[0] or n < 2:
+                continue
+            for draw in range(1 if n == feats.shape[0] else draws):
+                sub = feats[np.sort(rng.choice(feats.shape[0], n, replace=False))]
+                for fam in families:
+                    rows.append({"family": fam, "source": source, "n": n, "draw": draw,
+                                 "value": distance(fam, sub, ref, ref_stats=stats)})
+    return pd.DataFrame(rows, columns=["family", "source", "n", "draw", "value"])
+
+
+def spread_summary(long: pd.DataFrame, *, stable: float = 0.9) -> pd.DataFrame:
+    """Per family and N: ``rel_spread`` (std / mean over draws, averaged over sources), ``ranking_stability`` (the
+    fraction of draws whose source ranking equals the ranking of the mean values at the largest N), and per
+    family ``stable_n``: the smallest N from which the stability stays ≥ ``stable`` (NaN if never)."""
+    cols = ["family", "n", "rel_spread", "ranking_stability", "stable_n"]
+    if long.empty:
+        return pd.DataFrame(columns=cols)
+    out = []
+    for fam, g in long.groupby("family"):
+        top = g["n"].max()
+        final = g[g["n"] == top].groupby("source")["value"].mean().sort_values().index.tolist()
+        rows = []
+        for n, gn in g.groupby("n"):
+            stats = gn.groupby("source")["value"].agg(["mean", "std"])
+            rel = float((stats["std"] / stats["mean"].abs().where(stats["mean"] != 0)).mean()) if len(gn) > 1 else np.nan
+            same = []
+            for _, gd in gn.groupby("draw"):
+                if set(gd["source"]) == set(final):
+                    same.append(gd.sort_values("value")["source"].tolist() == final)
+            rows.append({"family": fam, "n": int(n), "rel_spread": rel,
+                         "ranking_stability": float(np.mean(same)) if same else np.nan})
+        frame = pd.DataFrame(rows).sort_values("n")
+        ok = frame["ranking_stability"].fillna(0) >= stable
+        stable_n = np.nan
+        for i in range(len(frame)):
+            if ok.iloc[i:].all():
+                stable_n = float(frame["n"].iloc[i])
+                break
+        frame["stable_n"] = stable_n
+        out.append(frame)
+    return pd.concat(out, ignore_index=True)[cols]
+
+
+def fault_response(space: str, *, n: int = 200, n_ref: int | None = None, size: int = 64, seed: int = 0,
+                   blur: Sequence[float] = (0.5, 1.0, 2.0), speckle: Sequence[float] = (1.5, 2.0, 3.0),
+                   families: Sequence[str] = FAMILIES, device: str = "auto",
+                   extract: Callable[[list[np.ndarray]], np.ndarray] | None = None) -> pd.DataFrame:
+    """Each distance between phantom sets with increasing blur / speckle and the clean reference set, in ``space``.
+
+    The fault ladders are those of ``harness validate-metrics`` (the phantom's ``blur:<σ>`` and ``speckle:<s>``
+    faults, clean first). Returns ``space, family, metric, fault, strength, value, monotone`` (``monotone``: the
+    ladder, clean first, rises strictly; the same for every row of one fault).
+    """
+    from harness.data.phantom import PhantomSource
+    from harness.registry import features
+    from tasks.validation import _render
+
+    ext = features.get(space)(device=device)
+    if extract is None:
+        ext.prepare()
+
+        def extract(images):
+            return np.asarray(ext.extract_batch(images), np.float64)
+
+    def render(*inject, split="test", count=n):
+        return _render(PhantomSource(size=size, seed=seed, inject=list(inject)), split, count)[0]
+
+    ref = extract(render(split="reference", count=n_ref or n))
+    clean = extract(render())
+    rows = []
+    for fault, ladder, clean_strength in (("blur", blur, 0.0), ("speckle", speckle, 1.0)):
+        sets = [(clean_strength, clean)] + [(s, extract(render(f"{fault}:{s:g}"))) for s in ladder]
+        for fam in families:
+            vals = [(s, distance(fam, f, ref)) for s, f in sets]
+            mono = bool(all(b[1] > a[1] for a, b in zip(vals, vals[1:])))
+            rows += [{"space": space, "family": fam, "metric": ext.metric_name(fam), "fault": fault, "strength": s,
+                      "value": v, "monotone": mono} for s, v in vals]
+    return pd.DataFrame(rows, columns=["space", "family", "metric", "fault", "strength", "value", "monotone"])
+
+
+def stored_features(store, sources: Sequence[str], space: str, *, reference_images: list[np.ndarray] | None = None,
+                    max_n: int = max(SIZES), device: str = "auto") -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Features in ``space`` of the newest stored image set of each source's generator (``sd-lora`` counts as
+    ``sd``), up to ``max_n`` images, and of the reference (``reference_images``, else the reference data spec
+    recorded with those runs, first ``max_n`` images). Features go through the feature cache (keyed by the files'
+    hashes and the extractor's fingerprint), so a second report re-extracts nothing. Sources without a stored image
+    set are left out; the reference is None when neither is available."""
+    from harness.data.base import open_data_spec
+    from harness.io import list_images, read_image
+    from harness.registry import features
+    from human_eval.agreement import _features
+    from human_eval.schema import canonical_source
+
+    ext = features.get(space)(device=device)
+    ext.prepare()
+    latest = {}
+    for run in store.runs():  # oldest first: the newest run of a source wins
+        src = canonical_source(run.generator)
+        if src in sources and run.imageset_path and (Path(run.imageset_path) / "images").is_dir():
+            latest[src] = run
+    gen = {}
+    for src, run in sorted(latest.items()):
+        files = list_images(Path(run.imageset_path) / "images")[:max_n]
+        if len(files) >= 2:
+            gen[src] = np.asarray(_features(ext, [read_image(f, mode="rgb") for f in files], files, True), np.float64)
+    ref = None
+    if reference_images is not None:
+        ref = np.asarray(_features(ext, list(reference_images), None, False), np.float64)
+    else:
+        spec = next((r.reference for r in latest.values() if r.reference), None)
+        if spec:
+            source, split = open_data_spec(spec)
+            images = [im for b in source.iter_batches(split, max_n) for im in b.images]
+            ref = np.asarray(_features(ext, images, None, False), np.float64)
+    return gen, ref
+
+
+# the joined table and its headline -----------------------------------------------------------------------
+def trust_table(ranking: pd.DataFrame, spread: Mapping[str, pd.DataFrame] | None = None,
+                faults: pd.DataFrame | None = None, per_image: pd.DataFrame | None = None) -> pd.DataFrame:
+    """:func:`cross_space_table` joined with, per (space, family), ``stable_n`` and ``rel_spread_min_n`` (the
+    relative spread at the smallest N) from ``spread`` (space → :func:`spread_summary`), ``monotone_blur`` /
+    ``monotone_speckle`` from ``faults`` (:func:`fault_response` rows), and per space the best per-image
+    Spearman rho with the ratings from ``per_image`` (``space, metric, spearman_rho``)."""
+    t = ranking.copy()
+    t["stable_n"] = np.nan
+    t["rel_spread_min_n"] = np.nan
+    t["monotone_blur"] = pd.Series([pd.NA] * len(t), dtype="boolean")
+    t["monotone_speckle"] = pd.Series([pd.NA] * len(t), dtype="boolean")
+    for i, row in t.iterrows():
+        s = (spread or {}).get(row["space"])
+        if s is not None and not s.empty:
+            fs = s[s["family"] == row["family"]]
+            if not fs.empty:
+                t.at[i, "stable_n"] = fs["stable_n"].iloc[0]
+                t.at[i, "rel_spread_min_n"] = fs.sort_values("n")["rel_spread"].iloc[0]
+        if faults is not None and not faults.empty:
+            ff = faults[(faults["space"] == row["space"]) & (faults["family"] == row["family"])]
+            for fault in ("blur", "speckle"):
+                fv = ff[ff["fault"] == fault]
+                if not fv.empty:
+                    t.at[i, f"monotone_{fault}"] = bool(fv["monotone"].iloc[0])
+    if per_image is not None and not per_image.empty:
+        best = per_image.dropna(subset=["spearman_rho"]).groupby("space")["spearman_rho"].max()
+        t["per_image_best_rho"] = t["space"].map(best)
+    return t
+
+
+def headline(table: pd.DataFrame, n_raters: int | None = None) -> str:
+    """One sentence: which spaces rank the generators like the clinicians, and how sure that is."""
+    t = table[table["n_generators"] >= 2].dropna(subset=["kendall_tau"])
+    if t.empty:
+        return ("No stored metric covers two or more of the study's rated generators, so no ranking can be compared "
+                "with the clinicians' yet: run `harness run` for the study's generators first.")
+    raters = f" over {int(t['n_raters'].iloc[0])} raters" if "n_raters" in t and len(t) else ""
+    gens = int(t["n_generators"].max())
+
+    def label(r):
+        return f"{r['metric']}{' (substitute space)' if r['substitute'] else ''}"
+
+    agree = t[t["verdict"] == "agrees"].sort_values("kendall_tau", ascending=False)
+    best = t.sort_values(["kendall_tau", "ci_low"], ascending=False).iloc[0]
+    sure = (f"τ = {best['kendall_tau']:.2f}, 95% CI [{best['ci_low']:.2f}, {best['ci_high']:.2f}]{raters}, "
+            f"{gens} generators")
+    if not agree.empty:
+        spaces = sorted(set(agree["space"]))
+        names = ", ".join(label(r) for _, r in agree.head(4).iterrows())
+        return (f"Ranking the generators like the clinicians (τ's rater-bootstrap CI above 0): {names} — in the "
+                f"{', '.join(spaces)} space{'s' if len(spaces) > 1 else ''}; best {label(best)} ({sure}).")
+    against = t[t["verdict"] == "disagrees"]
+    tail = (f" {len(against)} metric(s) rank them against the clinicians ({', '.join(label(r) for _, r in against.head(3).iterrows())})."
+            if not against.empty else "")
+    return (f"No stored metric ranks the generators like the clinicians with confidence (every τ CI includes 0); "
+            f"closest: {label(best)} ({sure}).{tail}")
+
+
+# the page -----------------------------------------------------------------------------------------------
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _plots(table: pd.DataFrame, spread_long: Mapping[str, pd.DataFrame], faults: pd.DataFrame | None) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    out = []
+    t = table.dropna(subset=["kendall_tau"])
+    if not t.empty:
+        t = t.sort_values("kendall_tau")
+        fig, ax = plt.subplots(figsize=(7, 0.32 * len(t) + 1.2))
+        y = np.arange(len(t))
+        lo = (t["kendall_tau"] - t["ci_low"]).clip(lower=0).fillna(0)
+        hi = (t["ci_high"] - t["kendall_tau"]).clip(lower=0).fillna(0)
+        colors = ["tab:grey" if s else "tab:blue" for s in t["substitute"]]
+        for yi, x, l_, h_, c in zip(y, t["kendall_tau"], lo, hi, colors):
+            ax.errorbar([x], [yi], xerr=[[l_], [h_]], fmt="none", ecolor=c, capsize=3)
+        ax.scatter(t["kendall_tau"], y, c=colors, zorder=3)
+        ax.set_yticks(y, [f"{m}{' *' if s else ''}" for m, s in zip(t["metric"], t["substitute"])], fontsize=8)
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_xlim(-1.05, 1.05)
+        ax.set_xlabel("Kendall τ: metric ranking vs clinicians (95% CI over raters); * substitute space")
+        out.append(("Ranking agreement per metric", _png(fig)))
+    for space, long in (spread_long or {}).items():
+        if long is None or long.empty:
+            continue
+        fams = list(long["family"].unique())
+        fig, axes = plt.subplots(1, len(fams), figsize=(4 * len(fams), 3.2), squeeze=False)
+        for ax, fam in zip(axes[0], fams):
+            g = long[long["family"] == fam]
+            for src, gs in g.groupby("source"):
+                m = gs.groupby("n")["value"].agg(["mean", "min", "max"])
+                ax.plot(m.index, m["mean"], marker="o", label=src)
+                ax.fill_between(m.index, m["min"], m["max"], alpha=0.2)
+            ax.set_xscale("log")
+            ax.set_xlabel("N generated images")
+            ax.set_title(f"{fam} [{space}]", fontsize=9)
+        axes[0][0].legend(fontsize=7)
+        out.append((f"Spread at small N ({space}): mean and range over subsets", _png(fig)))
+    if faults is not None and not faults.empty:
+        keys = list(faults.groupby(["space", "family"]).groups)
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), squeeze=False)
+        for ax, fault in zip(axes[0], ("blur", "speckle")):
+            for space, fam in keys:
+                g = faults[(faults["space"] == space) & (faults["family"] == fam) & (faults["fault"] == fault)]
+                if g.empty:
+                    continue
+                v = g["value"].to_numpy(float)
+                scale = np.nanmax(np.abs(v)) or 1.0
+                ax.plot(g["strength"], v / scale, marker="o", label=g["metric"].iloc[0])
+            ax.set_xlabel(f"{fault} strength (first point: clean)")
+            ax.set_ylabel("value / max")
+        axes[0][0].legend(fontsize=7)
+        out.append(("Response to phantom faults (normalised per metric)", _png(fig)))
+    return out
+
+
+def write_report(out_dir: Path, table: pd.DataFrame, *, title: str, headline_text: str,
+                 spread_long: Mapping[str, pd.DataFrame] | None = None, faults: pd.DataFrame | None = None,
+                 extra_tables: Mapping[str, pd.DataFrame] | None = None) -> Path:
+    """One self-contained HTML page (``trust.html``: headline, the table, plots embedded as PNG) plus
+    ``trust_table.csv``; written to temporary files and renamed. Returns the page's path."""
+    from harness.io import atomic_write_bytes
+
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the report folder {out_dir}: {exc.strerror or exc}") from exc
+    fmt = {c: (lambda v: "" if pd.isna(v) else f"{v:.3g}") for c in table.columns
+           if pd.api.types.is_float_dtype(table[c])}
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse;"
+             "font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}.sub{color:#777}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1><p><b>{html.escape(headline_text)}</b></p>",
+             "<p>τ: Kendall's tau-b between the generator ranking by the metric and by the clinicians' mean rating; CI: "
+             "percentile bootstrap over raters. <i>stable_n</i>: smallest N from which ≥ 90% of random subsets rank the "
+             "generators as the largest N does. <i>monotone_*</i>: the metric rises strictly with phantom blur / "
+             "speckle strength. Rows with substitute = True are computed with random-init stand-in networks: NOT the "
+             "published metric.</p>",
+             table.to_html(index=False, formatters=fmt, escape=True, na_rep="")]
+    for name, df in (extra_tables or {}).items():
+        parts += [f"<h2>{html.escape(name)}</h2>", df.to_html(index=False, escape=True, na_rep="", float_format="%.4g")]
+    for caption, png in _plots(table, spread_long or {}, faults):
+        parts += [f"<h2>{html.escape(caption)}</h2>", f"<img alt='{html.escape(caption)}' src='data:image/png;base64,{png}'>"]
+    parts.append("</body></html>")
+    page = out_dir / "trust.html"
+    atomic_write_bytes(out_dir / "trust_table.csv", table.to_csv(index=False).encode())
+    atomic_write_bytes(page, "\n".join(parts).encode())
+    return page

@@ -215,6 +215,9 @@ tasks: Registry = Registry(
         "diversity": ("tasks.diversity:DiversityTask", "Precision/recall/density/coverage, Vendi score, intra-set MS-SSIM"),
         "color-shift": ("tasks.color_shift:ColorShiftTask", "Tinted images (CIELAB chroma), gray-level W1, sector geometry; gallery"),
         "memorization": ("tasks.memorization:MemorizationTask", "Near-copies of training images (nearest-training distances); gallery"),
+        "seg-utility": ("tasks.seg_utility:SegUtilityTask", "Train on synthetic, test on real: segmentation Dice/HD95 per structure (MONAI UNet)"),
+        "anatomy-faithfulness": ("tasks.anatomy_faithfulness:AnatomyFaithfulnessTask", "Dice of a real-trained segmenter on generated images vs their label maps; gallery"),
+        "condition-fidelity": ("tasks.condition_fidelity:ConditionFidelityTask", "Accuracy of a real-trained condition classifier vs the requested condition"),
     },
 )
 

@@ -76,3 +76,81 @@ def to_phantom_labels(label_map: np.ndarray, source: str, *, where: str = "") ->
 def structures(source: str) -> tuple[str, ...]:
     """The phantom label names annotated by ``source`` (background excluded)."""
     return tuple(name for name in dict.fromkeys(SOURCE_LABELS[source].values()) if name != "background")
+
+
+# scoring label maps across sources (segmentation tasks) ---------------------------------------------------------
+#: Sources whose ``myocardium`` is the LV myocardium only, septum included (CAMUS). When such a source is compared
+#: with a full-anatomy label map (phantom, folder), the full map's LV myocardium is derived by
+#: :func:`lv_myocardium`: the ``ivs`` plus the ``myocardium`` pixels whose nearest cardiac chamber is the LV.
+LV_MYOCARDIUM_SOURCES: frozenset[str] = frozenset({"camus"})
+#: Labels never scored as structures: ``background`` (outside the sector / not annotated) and ``tissue`` (the
+#: sector around the heart: trivially segmented, it would inflate a mean Dice).
+NOT_SCORED: frozenset[str] = frozenset({"background", "tissue"})
+_CHAMBERS = ("lv", "rv", "la", "ra")
+
+
+def labelled_sources() -> tuple[str, ...]:
+    """The sources that have a label table (for error messages: which references can be segmented)."""
+    return tuple(SOURCE_LABELS)
+
+
+def check_source(source: str) -> None:
+    """A :class:`DataError` naming the labelled sources when ``source`` has no label table."""
+    if source not in SOURCE_LABELS:
+        raise DataError(f"data source {source!r} has no label table; labelled sources: {', '.join(SOURCE_LABELS)} "
+                        "(folder: a labelmaps/ folder beside images/ with the phantom's label values)")
+
+
+def scored_structures(source: str) -> tuple[str, ...]:
+    """The structures a segmentation task may score on ``source``: :func:`structures` minus :data:`NOT_SCORED`."""
+    check_source(source)
+    return tuple(s for s in structures(source) if s not in NOT_SCORED)
+
+
+def lv_myocardium_convention(*sources: str) -> bool:
+    """True when ``myocardium`` must mean the LV myocardium (septum included): one of ``sources`` annotates only
+    that (:data:`LV_MYOCARDIUM_SOURCES`), so full-anatomy maps are reduced to it before comparing."""
+    return any(s in LV_MYOCARDIUM_SOURCES for s in sources)
+
+
+def lv_myocardium(label_map: np.ndarray) -> np.ndarray:
+    """Boolean mask of the LV myocardium of a full-anatomy map in phantom values: the interventricular septum
+    plus the ``myocardium`` pixels whose nearest chamber (LV, RV, LA, RA; Euclidean) is the LV. This is the
+    CAMUS definition (LV endocardium to epicardium, septum included) applied to the phantom's walls."""
+    from scipy.ndimage import distance_transform_edt
+
+    lab = np.asarray(label_map)
+    walls = lab == LABELS["myocardium"]
+    if not (lab == LABELS["lv"]).any():
+        return np.zeros(lab.shape, dtype=bool)
+    dist = np.stack([distance_transform_edt(lab != LABELS[c]) if (lab == LABELS[c]).any() else np.full(lab.shape, np.inf)
+                     for c in _CHAMBERS])
+    nearest_lv = np.argmin(dist, axis=0) == 0
+    return (walls & nearest_lv) | (lab == LABELS["ivs"])
+
+
+def to_classes(label_map: np.ndarray, source: str, scored: tuple[str, ...], *, lv_myocardium_only: bool = False,
+               where: str = "") -> np.ndarray:
+    """A ``source`` label map → a class-index map for segmentation (uint8): ``k + 1`` where structure
+    ``scored[k]`` is, 0 elsewhere (background, tissue and every structure not scored).
+
+    ``lv_myocardium_only`` (see :func:`lv_myocardium_convention`): ``myocardium`` is the LV myocardium; a
+    full-anatomy map (a source not in :data:`LV_MYOCARDIUM_SOURCES`) is reduced by :func:`lv_myocardium` and its
+    ``ivs`` then counts as myocardium, not as a structure of its own. Values outside the source's table are a
+    :class:`DataError` (:func:`to_phantom_labels`).
+    """
+    check_source(source)
+    lab = to_phantom_labels(label_map, source, where=where)
+    out = np.zeros(lab.shape, dtype=np.uint8)
+    derive = lv_myocardium_only and source not in LV_MYOCARDIUM_SOURCES
+    for k, name in enumerate(scored):
+        if name in NOT_SCORED or name not in LABELS:
+            raise ValueError(f"structure {name!r} cannot be scored")
+        if derive and name == "myocardium":
+            mask = lv_myocardium(lab)
+        elif derive and name == "ivs":
+            continue  # part of the LV myocardium under this convention
+        else:
+            mask = lab == LABELS[name]
+        out[mask] = k + 1
+    return out

@@ -112,7 +112,7 @@ class AnatomyFaithfulnessTask(Task):
         y_gen = class_maps(gen.label_maps, gen.source, structures, lv_myocardium_only=lv_only, size=cfg.size,
                            what="generated")
         pred = predict(net, x_gen, device=device, batch_size=int(p["eval_batch_size"]))
-        dice, hd = dice_hd95(pred, y_gen, k)
+        dice, hd = dice_hd95(pred, y_gen, k, hd95=False)
         present = np.stack([(y_gen == c).any(axis=(1, 2)) for c in range(1, k)], axis=1)
         pred_present = np.stack([(pred == c).any(axis=(1, 2)) for c in range(1, k)], axis=1)
         scores, overall, per_image, spread = summarise_dice(structures, dice[None], hd[None], present,
@@ -148,7 +148,7 @@ class AnatomyFaithfulnessTask(Task):
         y = class_maps(ref.label_maps, ref.source, structures, lv_myocardium_only=lv_only, size=cfg.size,
                        what="reference")
         pred = predict(net, prepare_images(ref.images, cfg.size), device=device, batch_size=batch)
-        dice, _ = dice_hd95(pred, y, len(structures) + 1)
+        dice, _ = dice_hd95(pred, y, len(structures) + 1, hd95=False)
         present = np.stack([(y == c).any(axis=(1, 2)) for c in range(1, len(structures) + 1)], axis=1)
         counts = present.sum(axis=1)
         ok = counts > 0

@@ -294,11 +294,12 @@ def trained_network(kind: str, images: np.ndarray, targets: np.ndarray, n_classe
 
 
 # metrics ----------------------------------------------------------------------------------------------------------
-def dice_hd95(pred: np.ndarray, truth: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def dice_hd95(pred: np.ndarray, truth: np.ndarray, n_classes: int, *, hd95: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Per-image, per-structure Dice and HD95 (MONAI) of class maps ``pred`` and ``truth`` (N, H, W), classes
     ``1 .. n_classes-1`` (0 is "no structure", never scored). Returns two (N, n_classes-1) float arrays.
 
-    Dice of an empty ground truth is 1 when the prediction is empty too, else 0; HD95 is NaN when either is empty.
+    Dice of an empty ground truth is 1 when the prediction is empty too, else 0; HD95 is NaN when either is empty
+    (and everywhere with ``hd95=False``, which skips computing it).
     """
     import torch
     from monai.metrics import DiceMetric, HausdorffDistanceMetric
@@ -315,7 +316,7 @@ def dice_hd95(pred: np.ndarray, truth: np.ndarray, n_classes: int) -> tuple[np.n
     dice = DiceMetric(include_background=False, reduction="none", ignore_empty=False)(p, g).numpy().astype(np.float64)
     hd = np.full((len(pred), k), np.nan)
     both = (p[:, 1:].flatten(2).any(2) & g[:, 1:].flatten(2).any(2)).numpy()
-    rows = np.flatnonzero(both.any(1))
+    rows = np.flatnonzero(both.any(1)) if hd95 else np.zeros(0, dtype=np.int64)
     if len(rows):
         with warnings.catch_warnings():  # MONAI warns about empty masks (handled below) and its own deprecations
             warnings.simplefilter("ignore")

@@ -30,7 +30,7 @@ def test_labelmap_is_less_faithful_than_real(data, cache, tmp_path):
     real = by_metric(AnatomyFaithfulnessTask(**OPTS).evaluate(real_ctx))
     low = by_metric(AnatomyFaithfulnessTask(**OPTS).evaluate(
         context(data, "labelmap", labelmap_images(data.test), data.test.label_maps, cache_dir=cache)))
-    assert real["mean_dice"].value > low["mean_dice"].value + 0.1
+    assert real["mean_dice"].value > low["mean_dice"].value + 0.05
     assert real["mean_dice"].details["segmenter"]["cache"] == "miss"
     assert low["mean_dice"].details["segmenter"]["cache"] == "hit"  # the same real-trained segmenter
     per_image = real["mean_dice"].details["per_image_mean_dice"]

@@ -16,6 +16,14 @@ echonet     0 → background (0), 3 LV → lv (3)               lv (the traced L
 folder      identity: ``labelmaps/`` PNGs use the phantom    whatever values occur
             values (LV = 3, LA = 5, ...)
 ==========  ==============================================  =====================================
+
+Scoring across sources (the segmentation tasks, :func:`to_classes`): a structure is scored when both sides' tables
+annotate it (:func:`scored_structures`: ``background`` and ``tissue`` are never scored) and it occurs in both sides'
+label maps; the others are skipped with a note, never counted as zero. One convention differs between sources: CAMUS's
+``myocardium`` is the LV myocardium with the septum, the phantom's is every free wall (ventricles and atria) with the
+septum labelled apart (``ivs``). When a CAMUS-style source meets a full-anatomy map (:data:`LV_MYOCARDIUM_SOURCES`),
+the full map's myocardium becomes :func:`lv_myocardium` (the ``ivs`` plus the wall pixels whose nearest chamber is
+the LV) and ``ivs`` is not scored apart. EchoNet annotates the LV cavity only, so only ``lv`` is scored against it.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from harness.errors import UsageError
+from harness.io import jsonable
 
 
 @dataclass
@@ -54,7 +55,9 @@ class Generator(ABC):
     batch_size_invariant: ClassVar[bool] = True
     uses_seed: ClassVar[bool] = True  # False for baselines whose images do not depend on the seed
     config_class: ClassVar[type | None] = None
-    train_data: str | None = None  # data spec of the training set (set by load() from checkpoint metadata)
+    train_data: str | None = None  # data spec of the training set (set by load() from the checkpoint's config)
+    #: True for adapters that sample a data source's split (``real``, ``labelmap``): ``--data SRC@split`` picks it
+    samples_data_split: ClassVar[bool] = False
     presets: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **options: Any):
@@ -83,7 +86,7 @@ class Generator(ABC):
     # metadata -----------------------------------------------------------------------------------
     def fingerprint(self) -> dict:
         """Everything besides (seed, n, conditions) that determines the images (goes into the run key)."""
-        return {"generator": self.name, "options": _jsonable(self.options)}
+        return {"generator": self.name, "options": jsonable(self.options)}
 
     def describe(self) -> dict:
         """What ``harness describe generator NAME`` prints."""
@@ -141,6 +144,28 @@ class Generator(ABC):
             )
 
 
+def resume_check(out_dir: Path, config: dict, read_meta: Callable[[], dict], *, resume: bool, force: bool,
+                 what: str) -> dict | None:
+    """The one resume/overwrite rule of every trainer (CycleGAN/CUT, SD-LoRA, plug-ins).
+
+    ``out_dir`` without a checkpoint (``config.json``): start fresh (``None``). With one: ``resume`` continues it
+    (returns its metadata from ``read_meta()``; a different ``config`` is refused unless ``force``); without
+    ``resume`` it is overwritten only with ``force`` (``None``), else a :class:`UsageError` says which flag to pass.
+    """
+    if not (Path(out_dir) / "config.json").is_file():
+        return None
+    if not resume:
+        if force:
+            return None
+        raise UsageError(f"{out_dir} already holds a {what} checkpoint; pass resume to continue it or force to overwrite it")
+    meta = read_meta()
+    if meta.get("config") != config and not force:
+        diff = sorted(k for k, v in config.items() if (meta.get("config") or {}).get(k) != v)
+        raise UsageError(f"{out_dir} was trained with a different config ({', '.join(diff)}); resume with the same "
+                         "config, or pass force to continue anyway")
+    return meta
+
+
 def replace_config(config: Any, overrides: dict[str, Any], what: str) -> Any:
     """A copy of the dataclass ``config`` with ``overrides`` (strings from the CLI converted to each field's
     type); unknown names are a UsageError; the result's ``validate()`` runs when it has one."""
@@ -161,17 +186,3 @@ def replace_config(config: Any, overrides: dict[str, Any], what: str) -> Any:
     if hasattr(out, "validate"):
         out.validate()
     return out
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "fingerprint") and not isinstance(value, type):  # a data source: what determines it, not its repr
-        return value.fingerprint()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value

@@ -18,6 +18,7 @@ from harness.registry import generators
 @generators.register("real")
 class RealGenerator(Generator):
     uses_seed = False
+    samples_data_split = True
     description = "Held-out real images of a data source (the noise floor)"
 
     def __init__(self, *, data: DataSource, split: str | None = None, **options: Any):
@@ -47,7 +48,7 @@ class RealGenerator(Generator):
 
     @property
     def label_source(self) -> str:
-        """The label table (``harness.data.labels.SOURCE_LABELS``) of the label maps it copies: its source's."""
+        """Whose annotation conventions its copied label maps follow (``harness.data.labels``; phantom values)."""
         return self.data.name
 
     def fingerprint(self) -> dict:

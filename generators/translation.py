@@ -21,10 +21,8 @@ states, RNG states and image pools; plain tensors/containers, loaded with ``torc
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +30,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from generators.base import GeneratedBatch, Generator, replace_config
+from generators.base import GeneratedBatch, Generator, replace_config, resume_check
 from harness.errors import DataError, UsageError
+from harness.io import atomic_write, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -191,21 +190,34 @@ def load_target_images(train: Any, split: str | None, n: int, size: int) -> np.n
     return np.stack(out)
 
 
-def load_source_label_maps(n: int, size: int, seed: int) -> np.ndarray:
-    """``n`` training label maps (uint8 (n, size, size)) of the phantom with seed ``derived_seed(seed, "source")``."""
-    source = label_map_source(size, derived_seed(seed, "source"))
-    return np.concatenate([b.label_maps for b in source.iter_batches(SOURCE_SPLIT, n, batch_size=64)])
+def load_source_label_maps(n: int, size: int, seed: int, spec: str | None = None) -> np.ndarray:
+    """``n`` training label maps (uint8 (n, size, size)): the phantom's with seed ``derived_seed(seed, "source")``, or
+    those of the labelled data spec ``spec`` (e.g. CAMUS ground truth, in the phantom's label values; its training
+    split unless the spec names one), resized with nearest-neighbour interpolation."""
+    if spec is None:
+        source = label_map_source(size, derived_seed(seed, "source"))
+        return np.concatenate([b.label_maps for b in source.iter_batches(SOURCE_SPLIT, n, batch_size=64)])
+    from harness.data.base import DataSpec, resize_frame
+
+    data = DataSpec.parse(spec)
+    split = data.split or data.source.train_split
+    if not data.source.has_label_maps:
+        raise UsageError(f"--source {spec}: this data source has no label maps (labelled: phantom, camus, echonet, "
+                         f"folder with labelmaps/)")
+    available = data.source.count(split)
+    if available is not None and available < n:
+        raise DataError(f"--source {spec}: split {split!r} has {available} label maps; n_train is {n}")
+    maps = []
+    for batch in data.source.iter_batches(split, n, batch_size=64):
+        if batch.label_maps is None:
+            raise DataError(f"--source {spec}: samples {batch.ids[0]}.. have no label maps")
+        maps += [resize_frame(np.asarray(m, dtype=np.uint8), size, nearest=True) for m in batch.label_maps]
+    return np.stack(maps)
 
 
 # checkpoints ----------------------------------------------------------------------------------------
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(out_dir: Path, model: str, config: TranslationConfig, nets: dict, state: dict,
-                    epoch: int, iteration: int, n_labels: int) -> None:
+                    epoch: int, iteration: int, n_labels: int, data: dict | None = None) -> None:
     import torch
     from safetensors.torch import save_file
 
@@ -214,8 +226,8 @@ def save_checkpoint(out_dir: Path, model: str, config: TranslationConfig, nets: 
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, net in nets.items():
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
-        _atomic_write(out_dir / f"{name}.safetensors", lambda p, t=tensors: save_file(t, str(p), metadata={"model": model}))
-    _atomic_write(out_dir / TRAINING_STATE, lambda p: torch.save(state, p))
+        atomic_write(out_dir / f"{name}.safetensors", lambda p, t=tensors: save_file(t, str(p), metadata={"model": model}))
+    atomic_write(out_dir / TRAINING_STATE, lambda p: torch.save(state, p))
     meta = {
         "format_version": FORMAT_VERSION,
         "model": model,
@@ -223,9 +235,10 @@ def save_checkpoint(out_dir: Path, model: str, config: TranslationConfig, nets: 
         "epoch": epoch,
         "iteration": iteration,
         "label_encoding": {"kind": "grey 2k/(K-1)-1, 3 channels", "num_labels": n_labels},
+        **(data or {}),  # train_data (the target images' data spec), label_source
         "networks": {name: {"file": f"{name}.safetensors", "parameters": count_parameters(net)} for name, net in nets.items()},
     }
-    _atomic_write(out_dir / "config.json", lambda p: p.write_text(json.dumps(meta, indent=2)))
+    atomic_write(out_dir / "config.json", lambda p: p.write_text(json.dumps(meta, indent=2)))
 
 
 def read_checkpoint_meta(checkpoint_dir: Path, model: str, needed: Sequence[str]) -> dict:
@@ -260,14 +273,6 @@ def load_weights(net, path: Path, device: str) -> None:
             f"{path}: weights do not fit the network in config.json (missing {result.missing_keys[:3]}, "
             f"unexpected {result.unexpected_keys[:3]})"
         )
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # the adapter base class -------------------------------------------------------------------------------
@@ -309,12 +314,15 @@ class TranslationGenerator(Generator):
     # training -------------------------------------------------------------------------------------
     def fit(self, train: Any, out_dir: Path, config: TranslationConfig | str | None = None, *, resume: bool = False,
             force: bool = False, progress: ProgressFn | None = None, split: str | None = None,
-            device: str = "auto") -> Path:
+            device: str = "auto", label_source: str | None = None) -> Path:
         """Train on label maps (source) → images of ``train`` (target); checkpoint into ``out_dir``.
 
         ``resume`` continues from the checkpoint in ``out_dir`` (a different config is refused unless
         ``force``); without ``resume`` an existing checkpoint is only overwritten with ``force``.
         ``progress(iteration, total_iterations, {**losses, "epoch": epoch})`` is called after every iteration.
+        ``label_source``: a labelled data spec whose label maps are the source domain (default: the phantom's).
+        The checkpoint records the training data spec (``train_data``), which ``harness run`` uses as the default
+        training set (memorisation).
         """
         import torch
 
@@ -322,27 +330,23 @@ class TranslationGenerator(Generator):
 
         config = self.resolve_config(config)
         out_dir = Path(out_dir)
-        existing = out_dir / "config.json"
         start_epoch, iteration, state = 0, 0, None
-        if existing.is_file() and resume:
-            meta = read_checkpoint_meta(out_dir, self.name, [self.sampler])
-            if meta["config"] != dataclasses.asdict(config) and not force:
-                diff = sorted(k for k, v in dataclasses.asdict(config).items() if meta["config"].get(k) != v)
-                raise UsageError(f"{out_dir} was trained with a different config ({', '.join(diff)}); "
-                                 "resume with the same config, or pass force to continue anyway")
+        meta = resume_check(out_dir, dataclasses.asdict(config), lambda: read_checkpoint_meta(out_dir, self.name, [self.sampler]),
+                            resume=resume, force=force, what=self.name)
+        if meta is not None:
             start_epoch, iteration = int(meta["epoch"]), int(meta["iteration"])
             if not (out_dir / TRAINING_STATE).is_file():
                 raise DataError(f"{out_dir}: cannot resume, {TRAINING_STATE} is missing")
             state = torch.load(out_dir / TRAINING_STATE, map_location="cpu", weights_only=True)
-        elif existing.is_file() and not force:
-            raise UsageError(f"{out_dir} already holds a checkpoint; pass resume to continue it or force to overwrite it")
 
         self.device = resolve_device(device)
         torch.manual_seed(config.seed)
         rng = np.random.default_rng(config.seed)
         self.n_labels = num_labels()
         target = load_target_images(train, split, config.n_train, config.image_size)
-        source = load_source_label_maps(config.n_train, config.image_size, config.seed)
+        source = load_source_label_maps(config.n_train, config.image_size, config.seed, label_source)
+        split = split or (SOURCE_SPLIT if SOURCE_SPLIT in train.splits else train.default_split)
+        self.data_record = {"train_data": train.spec_for(split), "label_source": label_source or "phantom"}
         self.config = config
         self.nets = {k: v.to(self.device) for k, v in self.build_networks(config).items()}
         self.setup_training(config, rng)
@@ -379,7 +383,8 @@ class TranslationGenerator(Generator):
                     "numpy_rng": rng.bit_generator.state,
                     "extra": self.extra_state(),
                 }
-                save_checkpoint(out_dir, self.name, config, self.nets, state, epoch, iteration, self.n_labels)
+                save_checkpoint(out_dir, self.name, config, self.nets, state, epoch, iteration, self.n_labels,
+                                self.data_record)
                 log.info("%s: saved epoch %d to %s", self.name, epoch, out_dir)
         self.checkpoint = out_dir
         for net in self.nets.values():
@@ -401,6 +406,7 @@ class TranslationGenerator(Generator):
         self.device = resolve_device(device)
         self.config = config
         self.n_labels = int(meta["label_encoding"]["num_labels"])
+        self.train_data = meta.get("train_data")
         self.nets = {k: v.to(self.device).eval() for k, v in self.build_networks(config, init=False, sampling_only=True).items()}
         load_weights(self.nets[self.sampler], checkpoint / f"{self.sampler}.safetensors", self.device)
         self.checkpoint = checkpoint
@@ -429,7 +435,7 @@ class TranslationGenerator(Generator):
     def fingerprint(self) -> dict:
         out = super().fingerprint()
         if self.checkpoint is not None:
-            out["weights_sha256"] = _sha256(self.checkpoint / f"{self.sampler}.safetensors")
+            out["weights_sha256"] = sha256_file(self.checkpoint / f"{self.sampler}.safetensors")
             out["config"] = dataclasses.asdict(self.config) if self.config else None
         return out
 

@@ -122,7 +122,8 @@ def adapter_info(generator: str) -> dict:
 def submit(run_id: str, out: Path | str, *, db: str | None = None, samples: int = 16,
            submitter: str | None = None) -> SubmitInfo:
     """Pack run ``run_id`` of the store ``db`` into the bundle ``out`` (a zip file)."""
-    from harness.imageset import ImageSet, atomic_write_bytes
+    from harness.imageset import ImageSet
+    from harness.io import atomic_write_bytes
     from harness.store import Store
 
     out = Path(out)
@@ -316,7 +317,7 @@ def _check_tasks(path: Path, results: list[dict]) -> None:
 
 def import_bundle(path: Path | str, *, db: str | None = None, home: Path | None = None) -> ImportInfo:
     """Verify the bundle and add its run and results to the store as ``origin="submitted"``."""
-    from harness.imageset import atomic_write_bytes
+    from harness.io import atomic_write_bytes
     from harness.runner import default_home
     from harness.store import Artifact, Result, Run, Store
 

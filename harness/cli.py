@@ -116,7 +116,7 @@ def print_results(outcomes, as_json: bool) -> None:
                 sys.stdout.write(json.dumps({
                     "run_id": o.run_id, "generator": o.generator, "task": task, "metric": r.metric,
                     "value": r.value, "ci_low": r.ci_low, "ci_high": r.ci_high,
-                    "feature_space": r.feature_space, "n": r.n, "substitute_features": o.substitute,
+                    "feature_space": r.feature_space, "n": r.n, "substitute_features": r.substitute,
                 }) + "\n")
         return
     table = Table(title="EchoBench results", show_lines=False)
@@ -125,7 +125,7 @@ def print_results(outcomes, as_json: bool) -> None:
     for o in outcomes:
         for task, r in o.results:
             ci = f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if r.ci_low is not None else "—"
-            space = (r.feature_space or "—") + (" (substitute, not FID)" if o.substitute else "")
+            space = (r.feature_space or "—") + (" (substitute, not FID)" if r.substitute else "")
             arrow = "↑" if r.higher_is_better else "↓"
             table.add_row(o.generator, task, f"{r.metric} {arrow}", _fmt(r.value), ci, space, str(r.n or "—"), o.run_id[:8])
     out.print(table)
@@ -135,11 +135,11 @@ def print_results(outcomes, as_json: bool) -> None:
 def run(
     generator: str = typer.Option(..., "--generator", "-g", help="Generator name (harness list generators), or path/file.py:Class."),
     task: list[str] = typer.Option(..., "--task", "-t", help="Task to run; repeat for several (harness list tasks)."),
-    data: str = typer.Option("phantom", "--data", help="Data source spec: phantom, folder:DIR, echonet:DIR[@split]."),
-    reference: Optional[str] = typer.Option(None, "--reference", help="Reference set spec (default: the data source's reference split, e.g. phantom:reference)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Data source spec: phantom, folder:DIR, echonet:DIR, camus:DIR (add @split to choose what the real baseline samples). Default: the data a --checkpoint was trained on, else phantom."),
+    reference: Optional[str] = typer.Option(None, "--reference", help="Reference set spec (default: the data source's reference split: phantom:reference, folder:DIR@test, echonet:DIR@test, camus:DIR@test)."),
     n: Optional[int] = typer.Option(None, "--n", help="Images to generate (default 800, or all images for --generator images)."),
     n_ref: Optional[int] = typer.Option(None, "--n-ref", help="Reference images (default: same as --n)."),
-    train_data: Optional[str] = typer.Option(None, "--train-data", help="Training-set spec for memorisation (default: from the checkpoint, else DATA:train)."),
+    train_data: Optional[str] = typer.Option(None, "--train-data", help="Training-set spec for memorisation (default: the training data recorded in the checkpoint, else the data source's train split)."),
     n_train: Optional[int] = typer.Option(None, "--n-train", help="Training images the memorization task searches for near-copies (default: same as --n); "
                                    "copies of training images past these are not found, so use the training set's size."),
     seed: int = typer.Option(0, "--seed", help="Seed for generation and for the tasks' resampling."),
@@ -329,7 +329,7 @@ def export_results(
 
     Example: harness export --format csv --out results.csv
     """
-    from harness.imageset import atomic_write_bytes
+    from harness.io import atomic_write_bytes
     from harness.store import Store
 
     if fmt not in ("csv", "parquet"):

@@ -195,6 +195,16 @@ def check_generator(
     add("time per image", INFO, f"{seconds / max(count, 1) * 1000:.1f} ms ({count} images in {seconds:.2f} s, one batch)", required=False)
 
     # 2. determinism, seeds, batch size, resume ------------------------------------------------------
+    _check_determinism(gen, images, n=n, seed=seed, batch_size=batch_size, add=add)
+
+    # 3. conditions and describe ---------------------------------------------------------------------
+    _check_conditions(gen, seed, add)
+    _check_describe(gen, add)
+    return results
+
+
+def _check_determinism(gen: Generator, images: list[np.ndarray], *, n: int, seed: int, batch_size: int, add) -> None:
+    """Same seed → same images; another seed → others; batch size and resume change nothing."""
     def compare(check: str, what: str, call: Callable[[], list[np.ndarray]], expect_same: bool, required: bool = True,
                 reference: list[np.ndarray] | None = None) -> None:
         try:
@@ -226,11 +236,6 @@ def check_generator(
     compare("resume at start=k gives images k..n-1", f"start={start} vs the tail of a full call",
             lambda: _collect(gen, n, seed=seed, batch_size=batch_size, start=start), True,
             required=invariant, reference=images[start:])
-
-    # 3. conditions and describe ---------------------------------------------------------------------
-    _check_conditions(gen, seed, add)
-    _check_describe(gen, add)
-    return results
 
 
 def _check_arrays(batches: list[np.ndarray], images: list[np.ndarray], add) -> None:

@@ -27,8 +27,7 @@ import io
 import json
 import logging
 import os
-import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,11 +37,11 @@ import numpy as np
 from PIL import Image
 
 from harness.errors import DataError, UsageError
+from harness.io import IMAGE_SUFFIXES, atomic_write_bytes, atomic_write_json, list_images, read_image, sha256_bytes, sha256_file  # noqa: F401
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 SHARD_GLOB = "manifest.*.jsonl"  # manifest.rank<r>.jsonl (one per writing process) and manifest.pending.jsonl
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
 
 LOCK_NAME = ".writer.lock"
@@ -81,35 +80,6 @@ def run_key(parts: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
-
-
 def encode_png(image: np.ndarray) -> bytes:
     """uint8 (H, W) → 8-bit L PNG; (H, W, 3) → RGB PNG. Deterministic bytes."""
     if image.dtype != np.uint8:
@@ -119,20 +89,6 @@ def encode_png(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
-
-
-def read_image(path: Path) -> np.ndarray:
-    """Read any PNG/JPEG/BMP/TIFF as uint8 RGB (H, W, 3); unreadable or truncated → DataError naming it."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode != "RGB":
-                im = im.convert("RGB")
-            return np.asarray(im, dtype=np.uint8)
-    except FileNotFoundError as exc:
-        raise DataError(f"image file {path} does not exist") from exc
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise DataError(f"cannot read image {path}: {exc} (truncated or not an image? remove or replace it)") from exc
 
 
 @dataclass
@@ -365,7 +321,7 @@ class ImageSet:
         """Yield images ``start .. n-1`` (default: all) as uint8 RGB arrays, in batches."""
         entries = (self.entries if n is None else self.entries[:n])[start:]
         for k in range(0, len(entries), batch_size):
-            yield [read_image(self.root / e.file) for e in entries[k : k + batch_size]]
+            yield [read_image(self.root / e.file, mode="rgb") for e in entries[k : k + batch_size]]
 
     def load_images(self, n: int | None = None) -> list[np.ndarray]:
         return [im for batch in self.iter_images(n) for im in batch]
@@ -405,22 +361,3 @@ def _append_lines(path: Path, entries: Sequence[ManifestEntry]) -> None:
         f.write("".join(e.to_json() + "\n" for e in entries))
         f.flush()
         os.fsync(f.fileno())
-
-
-def list_image_files(folder: Path) -> list[Path]:
-    """Image files (PNG/JPEG/BMP/TIFF) directly in ``folder``, sorted by name."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"image folder {folder} does not exist or is not a folder")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def iter_batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

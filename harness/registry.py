@@ -1,6 +1,7 @@
 """One generic registry for the four kinds of named component.
 
-Built-ins are listed as lazy ``"module:Class"`` strings so that ``harness list`` and ``--help`` never
+Built-ins are listed as lazy ``name -> "module:Class"`` strings (nothing else: the class's decorator gives its
+name, checked against the table at load, and the class its description) so that ``harness list`` and ``--help`` never
 import torch; modules register with a decorator; code outside the repository registers through the
 Python entry-point groups ``echobench.generators``, ``echobench.tasks``, ``echobench.features`` and
 ``echobench.datasets``. Entry points are loaded lazily, on first lookup, and a broken plug-in is recorded
@@ -47,13 +48,13 @@ def _load_target(target: str) -> Any:
 class Registry(Generic[T]):
     """A name → component mapping for one kind (``generator``, ``task``, ``feature``, ``dataset``)."""
 
-    def __init__(self, kind: str, group: str | None = None, builtins: dict[str, tuple[str, str]] | None = None):
+    def __init__(self, kind: str, group: str | None = None, builtins: dict[str, str] | None = None):
         self.kind = kind
         self.group = group
         self._entries: dict[str, Entry] = {}
         self._plugins_loaded = group is None
-        for name, (target, description) in (builtins or {}).items():
-            self._entries[name] = Entry(name, target, "built-in", description)
+        for name, target in (builtins or {}).items():  # name -> "module:Class"; the class says the rest
+            self._entries[name] = Entry(name, target, "built-in")
 
     # registration -----------------------------------------------------------------------------
     def register(self, name: str, *, description: str | None = None) -> Callable[[T], T]:
@@ -102,10 +103,13 @@ class Registry(Generic[T]):
             except Exception as exc:  # a broken plug-in must not break other commands
                 entry.error = f"{type(exc).__name__}: {exc}"
                 log.debug("failed to load %s %r", self.kind, entry.name, exc_info=True)
-            if entry.obj is not None and not entry.description:
-                entry.description = _first_line(entry.obj)
             if entry.obj is not None and isinstance(entry.obj, type) and not getattr(entry.obj, "name", None):
                 entry.obj.name = entry.name  # a plug-in class that leaves `name` empty is known by its entry point
+            registered = getattr(entry.obj, "name", entry.name) if entry.obj is not None else entry.name
+            if registered != entry.name:  # the table and the class's decorator disagree: one fact, two places
+                entry.obj, entry.error = None, f"{entry.target} is registered as {registered!r}, not {entry.name!r}"
+            if entry.obj is not None and not entry.description:
+                entry.description = _first_line(entry.obj)
         if entry.error is not None:
             raise UsageError(f"{self.kind} {entry.name!r} ({entry.origin}, {entry.target}) failed to load: {entry.error}")
         return entry.obj
@@ -197,13 +201,13 @@ generators: Registry = Registry(
     "generator",
     "echobench.generators",
     {
-        "real": ("generators.real:RealGenerator", "Held-out real images of a data source (the noise floor)"),
-        "labelmap": ("generators.labelmap:LabelMapGenerator", "Phantom label maps as flat-intensity images (lower baseline)"),
-        "images": ("generators.images:ImagesGenerator", "A folder of images generated elsewhere (--images DIR)"),
-        "cyclegan": ("generators.cyclegan:CycleGANGenerator", "CycleGAN label map → echo (paper: unet_256, LSGAN, λcyc 10)"),
-        "cut": ("generators.cut:CUTGenerator", "CUT label map → echo (PatchNCE, identity NCE)"),
-        "fastcut": ("generators.cut:FastCUTGenerator", "FastCUT label map → echo (λNCE 10, flip equivariance)"),
-        "sd-lora": ("generators.sd_lora.adapter:SDLoRAGenerator", "Stable Diffusion 1.5 + LoRA (paper: rank 8, UNet attention, 4 epochs, lr 9e-4)"),
+        "real": "generators.real:RealGenerator",
+        "labelmap": "generators.labelmap:LabelMapGenerator",
+        "images": "generators.images:ImagesGenerator",
+        "cyclegan": "generators.cyclegan:CycleGANGenerator",
+        "cut": "generators.cut:CUTGenerator",
+        "fastcut": "generators.cut:FastCUTGenerator",
+        "sd-lora": "generators.sd_lora.adapter:SDLoRAGenerator",
     },
 )
 
@@ -211,13 +215,13 @@ tasks: Registry = Registry(
     "task",
     "echobench.tasks",
     {
-        "fid": ("tasks.fid:FIDTask", "FID/FD with bootstrap CI, FID∞ and KID (FID only in Inception space, FD_<space> otherwise)"),
-        "diversity": ("tasks.diversity:DiversityTask", "Precision/recall/density/coverage, Vendi score, intra-set MS-SSIM"),
-        "color-shift": ("tasks.color_shift:ColorShiftTask", "Tinted images (CIELAB chroma), gray-level W1, sector geometry; gallery"),
-        "memorization": ("tasks.memorization:MemorizationTask", "Near-copies of training images (nearest-training distances); gallery"),
-        "seg-utility": ("tasks.seg_utility:SegUtilityTask", "Train on synthetic, test on real: segmentation Dice/HD95 per structure (MONAI UNet)"),
-        "anatomy-faithfulness": ("tasks.anatomy_faithfulness:AnatomyFaithfulnessTask", "Dice of a real-trained segmenter on generated images vs their label maps; gallery"),
-        "condition-fidelity": ("tasks.condition_fidelity:ConditionFidelityTask", "Accuracy of a real-trained condition classifier vs the requested condition"),
+        "fid": "tasks.fid:FIDTask",
+        "diversity": "tasks.diversity:DiversityTask",
+        "color-shift": "tasks.color_shift:ColorShiftTask",
+        "memorization": "tasks.memorization:MemorizationTask",
+        "seg-utility": "tasks.seg_utility:SegUtilityTask",
+        "anatomy-faithfulness": "tasks.anatomy_faithfulness:AnatomyFaithfulnessTask",
+        "condition-fidelity": "tasks.condition_fidelity:ConditionFidelityTask",
     },
 )
 
@@ -225,9 +229,9 @@ features: Registry = Registry(
     "feature extractor",
     "echobench.features",
     {
-        "inception": ("harness.features.inception:InceptionExtractor", "Inception-v3 pool3 (2048-d), clean-fid 'clean' preprocessing: the FID network"),
-        "radiomics": ("harness.features.radiomics:RadiomicsExtractor", "Weight-free ultrasound texture/intensity features (scikit-image)"),
-        "random-inception": ("harness.features.inception:RandomInceptionExtractor", "Random-init Inception-v3 (fixed seed): a sanity baseline, NOT FID"),
+        "inception": "harness.features.inception:InceptionExtractor",
+        "radiomics": "harness.features.radiomics:RadiomicsExtractor",
+        "random-inception": "harness.features.inception:RandomInceptionExtractor",
     },
 )
 
@@ -235,9 +239,10 @@ datasets: Registry = Registry(
     "data source",
     "echobench.datasets",
     {
-        "phantom": ("harness.data.phantom:PhantomSource", "Procedural apical-4-chamber echo phantom (embedded, offline)"),
-        "folder": ("harness.data.folder:FolderSource", "Any folder of PNG/JPEG/BMP/TIFF images"),
-        "echonet": ("harness.data.echonet:EchoNetSource", "EchoNet-Dynamic (FileList.csv, VolumeTracings.csv, Videos/*.avi)"),
+        "phantom": "harness.data.phantom:PhantomSource",
+        "folder": "harness.data.folder:FolderSource",
+        "echonet": "harness.data.echonet:EchoNetSource",
+        "camus": "harness.data.camus:CamusSource",
     },
 )
 

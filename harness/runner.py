@@ -1,12 +1,17 @@
-"""The run pipeline: resolve components → image set → features → tasks → results store.
+"""The run pipeline, as named stages with typed hand-offs:
 
-``run(RunRequest) -> RunOutcome`` is what ``harness run`` calls; it never prints. Progress goes through a
-:class:`Reporter` (the CLI passes a rich one). Every stage reuses what exists: the image set by run key
-(resuming a killed run), features by (content hash, extractor fingerprint), reference statistics likewise.
+``plan(request) -> RunPlan`` → ``materialize(plan) -> ImageSets`` → ``extract(plan, sets) -> {space: Features}``
+→ ``evaluate(plan, sets, features) -> results`` → ``record(plan, run_id, results)``.
 
-Under ``accelerate launch`` (``harness run --num-processes K``) every process runs :func:`run`: image
-generation and feature extraction are split by image index (:mod:`harness.distributed`), and only rank 0
-opens the run row, runs the tasks and writes the results; the other ranks return ``None``.
+:func:`plan` resolves and validates everything (components, typed options, data specs parsed once, defaults
+filled, the store reachable) before anything is written: a typo fails in a second and leaves no run row and no
+image folder. :func:`run` is what ``harness run`` calls; it never prints (progress goes through a
+:class:`Reporter`). Every stage reuses what exists: image sets by run key (resuming a killed run), features by
+(content hash, extractor fingerprint), reference statistics likewise.
+
+Under ``accelerate launch`` (``harness run --num-processes K``) every process runs :func:`run`: generation and
+feature extraction are split by image index (:mod:`harness.distributed`, :mod:`harness.materialize`), and only
+rank 0 opens the run row, runs the tasks and records the results; the other ranks return ``None``.
 """
 
 from __future__ import annotations
@@ -23,15 +28,17 @@ from typing import Any
 
 import numpy as np
 
-from generators.base import GeneratedBatch, Generator, image_seed
+from generators.base import Generator
 from harness import registry
-from harness.data.base import open_data_spec
-from harness.distributed import Dist, runs, shard
+from harness.data.base import DataSource, DataSpec
+from harness.distributed import Dist
 from harness.errors import DataError, UsageError
-from harness.imageset import ImageSet, run_key, sha256_file, writer_lock
+from harness.imageset import ImageSet, run_key
+from harness.io import jsonable, sha256_file
+from harness.materialize import extract_set, materialize_set
 from harness.provenance import git_sha, versions
 from harness.seeding import named_rng
-from tasks.base import MetricResult, TaskContext
+from tasks.base import MetricResult, Task, TaskContext
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +61,14 @@ def default_home() -> Path:
 class RunRequest:
     generator: str
     tasks: list[str]
-    data: str = "phantom"
+    data: str | None = None  # default: the source of the checkpoint's training data, else the phantom
     reference: str | None = None
     n: int | None = None
     n_ref: int | None = None
     train_data: str | None = None
     n_train: int | None = None
     seed: int = 0
-    features: str = "inception"
+    features: str = "inception"  # one space, or several comma-separated: "radiomics,dinov2"
     weights: str | None = None
     checkpoint: Path | None = None
     conditions: list[str] | None = None
@@ -77,8 +84,8 @@ class RunRequest:
 class RunOutcome:
     run_id: str
     generator: str
-    feature_space: str | None
-    substitute: bool
+    feature_space: str | None  # the spaces of this run, comma-separated (None: no features)
+    substitute: bool  # any result computed in a stand-in space (each result says which: MetricResult.substitute)
     n: int
     n_ref: int
     results: list[tuple[str, MetricResult]]  # (task name, result)
@@ -87,186 +94,261 @@ class RunOutcome:
     artifacts: dict[str, Path]
 
 
-def checkpoint_hash(path: Path | None) -> str | None:
-    """sha256 of a checkpoint file, or of the sorted (name, sha256) list of a checkpoint folder."""
-    if path is None:
-        return None
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"checkpoint {path} does not exist")
-    if path.is_file():
-        return sha256_file(path)
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(f"{f.relative_to(path)}:{sha256_file(f)}\n".encode())
-    return h.hexdigest()
+# the plan ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RealSet:
+    """A real image set the run needs (reference or training set): ``n`` images of ``spec``'s split."""
+
+    role: str  # "reference" | "training set"
+    spec: DataSpec
+    n: int
+
+    def generator(self) -> Generator:
+        return registry.generators.get("real")(data=self.spec.source, split=self.spec.split)
 
 
-def materialize(gen: Generator, root: Path, n: int, *, seed: int, batch_size: int, conditions, info: dict,
-                key: str, reporter: Reporter, label: str, dist: Dist | None = None) -> ImageSet:
-    """Make sure the image set at ``root`` holds at least ``n`` images, generating the missing ones.
+@dataclass
+class RunPlan:
+    """Everything :func:`run` needs, resolved and validated (see :func:`plan`)."""
 
-    With several processes (``dist``) each generates its shard of the missing indices (see
-    :func:`_materialize_sharded`); every process returns the complete set.
-    """
-    if dist is not None and dist.distributed:
-        return _materialize_sharded(gen, root, n, seed=seed, batch_size=batch_size, conditions=conditions,
-                                    info=info, key=key, reporter=reporter, label=label, dist=dist)
-    with writer_lock(root):
-        return _materialize_local(gen, root, n, seed=seed, batch_size=batch_size, conditions=conditions, info=info,
-                                  key=key, reporter=reporter, label=label)
+    request: RunRequest
+    dist: Dist
+    device: str
+    home: Path
+    data: DataSpec
+    generator: Generator
+    checkpoint_hash: str | None
+    n: int
+    tasks: list[tuple[str, Task]]
+    extractors: list  # FeatureExtractor instances, one per requested space (empty: no task needs features)
+    reference: RealSet | None
+    train: RealSet | None
+    gen_key: str
+    gen_info: dict
 
+    @property
+    def spaces(self) -> str | None:
+        return ",".join(e.feature_space for e in self.extractors) or None
 
-def _materialize_local(gen: Generator, root: Path, n: int, *, seed: int, batch_size: int, conditions, info: dict,
-                       key: str, reporter: Reporter, label: str) -> ImageSet:
-    iset = ImageSet.open(root, info, key=key)
-    start = len(iset)
-    if start >= n:
-        return iset
-    with reporter.stage(f"generating {label}", n) as advance:
-        advance(start)
-        index = start
-        for batch in gen.sample(n, seed=seed, batch_size=batch_size, conditions=conditions, start=start):
-            if not isinstance(batch, GeneratedBatch):
-                batch = GeneratedBatch(images=np.asarray(batch))
-            b = len(batch)
-            if b == 0:
-                continue
-            b = min(b, n - index)
-            iset.write_batch(index, batch.images[:b], **_batch_meta(gen, batch, seed, index, b))
-            index += b
-            advance(b)
-            if index >= n:
-                break
-    if len(iset) < n:
-        raise DataError(f"generator {gen.name!r} produced {len(iset)} images; {n} were requested")
-    return iset
+    @property
+    def gen_root(self) -> Path:
+        return self.home / _safe_name(self.request.generator) / self.gen_key
 
 
-def _batch_meta(gen: Generator, batch: GeneratedBatch, seed: int, index: int, b: int) -> dict:
-    """The manifest fields of the first ``b`` images of ``batch`` (written at ``index ..``)."""
-    return {
-        "seeds": [image_seed(seed, i) for i in range(index, index + b)] if gen.uses_seed else None,
-        "conditions": batch.conditions[:b] if batch.conditions else None,
-        "prompts": batch.prompts[:b] if batch.prompts else None,
-        "label_maps": batch.label_maps[:b] if batch.label_maps is not None else None,
-        "source_ids": batch.source_ids[:b] if batch.source_ids else None,
-    }
+def plan(req: RunRequest, dist: Dist) -> RunPlan:
+    """Resolve and check every part of ``req``; raise :class:`UsageError`/:class:`DataError` before any side effect."""
+    tasks = _plan_tasks(req)
+    needs = {flag: any(getattr(t.spec, flag) for _, t in tasks) for flag in ("needs_features", "needs_reference", "needs_train")}
+    device = dist.device(req.device)
+    extractors = _plan_extractors(req.features, device, req.weights) if needs["needs_features"] else []
+    data = DataSpec.parse(req.data or "phantom")
+    gen_cls = registry.generators.get(req.generator)
+    options = dict(req.generator_options)
+    if data.split is not None and getattr(gen_cls, "samples_data_split", False):
+        options.setdefault("split", data.split)  # `--data SRC@split` chooses what `real`/`labelmap` sample
+    gen: Generator = gen_cls(data=data.source, **options)
+    ck_hash = checkpoint_hash(req.checkpoint)
+    gen.load(req.checkpoint, device)
+    if req.data is None and gen.train_data:  # a checkpoint trained on CAMUS is scored against CAMUS by default
+        trained_on = DataSpec.parse(gen.train_data)
+        data = DataSpec(trained_on.name, trained_on.arg, None, trained_on.source)
+    n = req.n if req.n is not None else gen.default_n()
+    if n < 2:
+        raise UsageError(f"--n must be at least 2 (got {n})")
+    if req.seed < 0:
+        raise UsageError(f"--seed must be >= 0 (got {req.seed})")
+    reference = _real_set("reference", req.reference, data, data.source.reference_split, req.n_ref, n) \
+        if needs["needs_reference"] else None
+    train_spec = req.train_data or gen.train_data
+    train = _real_set("training set", train_spec, data, data.source.train_split, req.n_train, n) \
+        if needs["needs_train"] and extractors else None
+    parts = {"fingerprint": gen.fingerprint(), "checkpoint": ck_hash, "seed": req.seed if gen.uses_seed else None,
+             "conditions": req.conditions}
+    if reference is not None and _same_images(gen, reference.generator()):
+        raise UsageError(f"the reference set {reference.spec} is the very images being scored ({req.generator} samples "
+                         f"the same split); pass --reference with another split or source, or choose what "
+                         f"{req.generator} samples with --data SOURCE@SPLIT")
+    info = {"generator": req.generator, **parts, "versions": versions(), "git_sha": git_sha()}
+    home = Path(req.home) if req.home else default_home()
+    return RunPlan(req, dist, device, home, data, gen, ck_hash, n, tasks, extractors, reference, train,
+                   run_key(parts), info)
 
 
-def _materialize_sharded(gen: Generator, root: Path, n: int, *, seed: int, batch_size: int, conditions, info: dict,
-                         key: str, reporter: Reporter, label: str, dist: Dist) -> ImageSet:
-    """:func:`materialize` split across processes by image index.
-
-    Rank 0 creates or resumes the set (merging shard manifests a killed run left); every rank then lists the
-    missing indices, takes its contiguous block (:func:`harness.distributed.shard`), generates it with
-    ``sample(hi, start=lo)`` per run of indices and writes it with :meth:`ImageSet.write_shard`; rank 0
-    merges the shard manifests and checks that 0..n-1 are all there. Rank 0's run key (and folder) is
-    everyone's: a key that differs on another rank is logged (a fingerprint that is not reproducible).
-    """
-    main_root, main_key = dist.broadcast((str(root), key))
-    if main_key != key:
-        log.warning("rank %d computed run key %s, rank 0 %s: a generator fingerprint differs between processes "
-                    "(the image set will not be reused by later runs); writing into rank 0's set",
-                    dist.rank, key, main_key)
-    root, key = Path(main_root), main_key
-    with contextlib.ExitStack() as stack:
-        if dist.is_main:  # rank 0 holds the set's writer lock for the whole job (other jobs wait)
-            stack.enter_context(writer_lock(root))
-            ImageSet.open(root, info, key=key)
-        return _fill_shards(gen, root, n, seed=seed, batch_size=batch_size, conditions=conditions, info=info,
-                            key=key, reporter=reporter, label=label, dist=dist)
+def _plan_tasks(req: RunRequest) -> list[tuple[str, Task]]:
+    if not req.tasks:
+        raise UsageError("give at least one --task")
+    if len(set(req.tasks)) != len(req.tasks):
+        raise UsageError(f"a task is listed twice: {req.tasks}")
+    unused = sorted(set(req.task_options) - set(req.tasks))
+    if unused:
+        raise UsageError(f"--task-option given for task(s) not run: {', '.join(unused)} (tasks: {', '.join(req.tasks)})")
+    return [(name, registry.tasks.get(name)(**req.task_options.get(name, {}))) for name in req.tasks]
 
 
-def _fill_shards(gen: Generator, root: Path, n: int, *, seed: int, batch_size: int, conditions, info: dict,
-                 key: str, reporter: Reporter, label: str, dist: Dist) -> ImageSet:
-    dist.barrier()
-    todo = ImageSet.attach(root, key=key).missing(n)
-    dist.barrier()  # everyone has listed the missing indices before anyone writes
-    mine = shard(todo, dist.rank, dist.world)
-    iset = ImageSet(root)
-    if mine:
-        with reporter.stage(f"generating {label}{dist.label()}", len(mine)) as advance:
-            for lo, hi in runs(mine):
-                index = lo
-                for batch in gen.sample(hi, seed=seed, batch_size=batch_size, conditions=conditions, start=lo):
-                    if not isinstance(batch, GeneratedBatch):
-                        batch = GeneratedBatch(images=np.asarray(batch))
-                    b = min(len(batch), hi - index)
-                    if b <= 0:
-                        continue
-                    iset.write_shard(dist.rank, index, batch.images[:b], **_batch_meta(gen, batch, seed, index, b))
-                    index += b
-                    advance(b)
-                    if index >= hi:
-                        break
-    dist.barrier()
-    if dist.is_main:
-        iset = ImageSet.open(root, info, key=key)  # merges the shard manifests
-        if len(iset) < n:
-            raise DataError(f"generator {gen.name!r} produced {len(iset)} images; {n} were requested "
-                            f"(indices {iset.missing(n)[:10]} are missing)")
-    dist.barrier()
-    return iset if dist.is_main else ImageSet.attach(root, key=key)
+def _plan_extractors(features: str, device: str, weights: str | None) -> list:
+    names = [f.strip() for f in str(features).split(",") if f.strip()]
+    if not names:
+        raise UsageError("--features names no feature space (e.g. --features radiomics or radiomics,dinov2)")
+    if len(set(names)) != len(names):
+        raise UsageError(f"--features lists a space twice: {features}")
+    classes = [registry.features.get(name) for name in names]  # an unknown name fails here, before any weights load
+    if weights is not None and len(classes) > 1:
+        raise UsageError("--weights is ambiguous with several --features; run one space per --weights file")
+    return [cls(device=device, weights=weights) for cls in classes]
 
 
-def _features(iset: ImageSet, n: int, extractor, cache, reporter: Reporter, label: str,
-              dist: Dist | None = None) -> np.ndarray | None:
-    """Features of the first ``n`` images, from the cache or computed (split by index across processes).
-
-    With several processes the features reach rank 0 only (the others return ``None``): each rank extracts
-    its block to ``.features-*.rank<r>.npy`` in the image set folder; rank 0 concatenates them in order.
-    """
-    from harness.features.cache import extract_features
-
-    content_hash = iset.content_hash(n)
-    if dist is None or not dist.distributed:
-        def compute() -> np.ndarray:
-            with reporter.stage(f"features {extractor.name}: {label}", n) as advance:
-                return extract_features(extractor, iset.iter_images(n, extractor.batch_size), total=n, progress=advance)
-
-        return cache.get_or_compute(content_hash, extractor, compute)
-
-    blocks = [shard(range(n), r, dist.world) for r in range(dist.world)]
-    stem = f".features-{cache.key(content_hash, extractor)[-16:]}"
-
-    def extract_mine() -> np.ndarray:
-        mine = blocks[dist.rank]
-        lo, hi = (mine[0], mine[-1] + 1) if mine else (0, 0)
-        with reporter.stage(f"features {extractor.name}: {label}{dist.label()}", hi - lo) as advance:
-            return extract_features(extractor, iset.iter_images(hi, extractor.batch_size, start=lo), total=hi - lo,
-                                    progress=advance)
-
-    def compute() -> np.ndarray:  # rank 0, on a cache miss
-        dist.broadcast(True)
-        parts = [extract_mine()]
-        dist.barrier()
-        for r in range(1, dist.world):
-            path = iset.root / f"{stem}.rank{r}.npy"
-            parts.append(np.load(path, allow_pickle=False))
-            path.unlink()
-        feats = np.concatenate(parts)
-        if len(feats) != n:
-            raise DataError(f"gathered {len(feats)} feature rows for {n} images of {iset.root}")
-        return feats
-
-    if dist.is_main:
-        computed = []
-        feats = cache.get_or_compute(content_hash, extractor, lambda: computed.append(1) or compute())
-        if not computed:
-            dist.broadcast(False)
-        return feats
-    if dist.broadcast(None):
-        feats = extract_mine()
-        path = iset.root / f"{stem}.rank{dist.rank}.npy"
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, feats, allow_pickle=False)
-        os.replace(tmp, path)
-        dist.barrier()
-    return None
+def _real_set(role: str, given: str | None, data: DataSpec, default_split: str, n_req: int | None,
+              n_default: int) -> RealSet:
+    """The reference or training set: ``given`` (a spec) or the data source's ``default_split``, keeping its folder."""
+    spec = DataSpec.parse(given) if given else data.with_split(default_split)
+    spec = spec if spec.split is not None else spec.with_split(spec.source.default_split)
+    count = spec.source.count(spec.split)
+    if count == 0:
+        raise DataError(f"the {role} {spec} is empty: split {spec.split!r} holds no images")
+    n = n_req if n_req is not None else (n_default if count is None else min(n_default, count))
+    if n < 2:
+        raise UsageError(f"the {role} {spec} needs at least 2 images (got {n})")
+    if count is not None and n > count:
+        raise UsageError(f"the {role} {spec} has {count} images; asked for {n}")
+    return RealSet(role, spec, n)
 
 
+# the stages ----------------------------------------------------------------------------------------------
+@dataclass
+class ImageSets:
+    gen: ImageSet
+    n: int
+    ref: ImageSet | None = None
+    train: ImageSet | None = None
+    overlap: int = 0  # generated images identical to reference images
+
+
+def materialize(p: RunPlan, reporter: Reporter) -> ImageSets:
+    """Make (or reuse/resume) the generated set and the real sets the tasks need."""
+    req = p.request
+    gen_set = materialize_set(p.generator, p.gen_root, p.n, seed=req.seed, batch_size=req.batch_size,
+                              conditions=req.conditions, info=p.gen_info, key=p.gen_key, reporter=reporter,
+                              label=req.generator, dist=p.dist)
+    sets = ImageSets(gen_set, p.n)
+    if p.reference is not None:
+        sets.ref = _materialize_real(p, p.reference, reporter)
+        sets.overlap = _overlap(gen_set, p.n, sets.ref, p.reference.n) if p.dist.is_main else 0
+        if sets.overlap == p.n == p.reference.n:
+            raise UsageError(f"every generated image is also in the reference set {p.reference.spec}: the set would be "
+                             f"scored against itself; pass --reference with another split or source")
+        if sets.overlap:
+            log.warning("%d of %d generated images are identical to reference images", sets.overlap, p.n)
+    if p.train is not None:
+        sets.train = _materialize_real(p, p.train, reporter)
+    return sets
+
+
+def _materialize_real(p: RunPlan, real: RealSet, reporter: Reporter) -> ImageSet:
+    gen = real.generator()
+    parts = {"fingerprint": gen.fingerprint()}
+    key = run_key(parts)
+    return materialize_set(gen, p.home / "_reference" / key, real.n, seed=0, batch_size=p.request.batch_size,
+                           conditions=None, info={"generator": "real", "spec": str(real.spec), **parts}, key=key,
+                           reporter=reporter, label=f"{real.role} {real.spec}", dist=p.dist)
+
+
+@dataclass
+class Features:
+    """One feature space's arrays for the run (``None`` on ranks other than 0)."""
+
+    extractor: Any
+    gen: np.ndarray | None
+    ref: np.ndarray | None = None
+    train: np.ndarray | None = None
+    ref_stats: Callable[[], dict] | None = None
+
+
+def extract(p: RunPlan, sets: ImageSets, reporter: Reporter) -> dict[str, Features]:
+    """Features of every set in every requested space (cached by content hash + extractor fingerprint)."""
+    from harness.features.cache import FeatureCache
+
+    cache = FeatureCache()
+    out = {}
+    for ex in p.extractors:
+        def feats(iset: ImageSet | None, n: int, label: str, ex=ex) -> np.ndarray | None:
+            return None if iset is None else extract_set(iset, n, ex, cache, reporter, label, p.dist)
+
+        f = Features(ex, feats(sets.gen, p.n, p.request.generator))
+        if sets.ref is not None:
+            f.ref = feats(sets.ref, p.reference.n, "reference")
+            ref_hash, ref_feats = sets.ref.content_hash(p.reference.n), f.ref
+            f.ref_stats = lambda ex=ex, h=ref_hash, r=ref_feats: cache.reference_stats(h, ex, r)
+        if sets.train is not None:
+            f.train = feats(sets.train, p.train.n, "training set")
+        out[ex.feature_space] = f
+    return out
+
+
+def evaluate(p: RunPlan, sets: ImageSets, features: dict[str, Features], reporter: Reporter,
+             artifacts_dir: Path | None) -> tuple[list[tuple[str, MetricResult]], dict[str, Path]]:
+    """Run each task: once per feature space for tasks on features, once for the others."""
+    results: list[tuple[str, MetricResult]] = []
+    artifacts: dict[str, Path] = {}
+    for name, task in p.tasks:
+        for f in (features.values() if task.spec.needs_features else [None]):
+            ctx = _context(p, sets, f, name, artifacts_dir)
+            label = f"task {name}" + (f" [{f.extractor.feature_space}]" if f is not None and len(features) > 1 else "")
+            with reporter.stage(label, None) as advance:
+                ctx.progress = advance
+                results += [(name, r) for r in task.evaluate(ctx)]
+            artifacts.update(ctx.artifacts)
+    return results, artifacts
+
+
+def _context(p: RunPlan, sets: ImageSets, f: Features | None, task: str, artifacts_dir: Path | None) -> TaskContext:
+    ex = f.extractor if f is not None else None
+    ctx = TaskContext(
+        feature_space=ex.feature_space if ex else None,
+        rng=named_rng(p.request.seed, task),  # each task its own stream: results do not depend on task order
+        feature_substitute=bool(ex and ex.substitute),
+        metric_namer=ex.metric_name if ex else None,
+        artifacts_dir=artifacts_dir,
+        gen_images=lambda: sets.gen.load_images(p.n),
+    )
+    if f is not None:
+        ctx.gen_features, ctx.ref_features, ctx.ref_stats, ctx.train_features = f.gen, f.ref, f.ref_stats, f.train
+    if sets.ref is not None:
+        ctx.ref_images = lambda: sets.ref.load_images(p.reference.n)
+    if sets.train is not None:
+        ctx.train_images = lambda: sets.train.load_images(p.train.n)
+    return ctx
+
+
+def record(store, p: RunPlan, run_id: str, sets: ImageSets, results: list[tuple[str, MetricResult]],
+           artifacts: dict[str, Path]) -> None:
+    """Write the results (the one place the run-level facts are added to each result's details) and close the run."""
+    versions_of = {name: t.spec.version for name, t in p.tasks}
+    rows = []
+    for name, r in results:
+        details = {**r.details, "substitute_features": r.substitute}
+        if sets.overlap:
+            details["identical_to_reference"] = sets.overlap
+        rows.append(dict(task=name, task_version=versions_of[name], metric=r.metric, value=_num(r.value),
+                         ci_low=_num(r.ci_low), ci_high=_num(r.ci_high), n=r.n, feature_space=r.feature_space,
+                         higher_is_better=r.higher_is_better, details=jsonable(details)))
+    store.finish_run(run_id, rows, [dict(kind=k, path=str(Path(v).resolve())) for k, v in artifacts.items()],
+                     imageset_hash=sets.gen.content_hash(p.n))
+
+
+def _start_run(store, p: RunPlan) -> str:
+    req = p.request
+    return store.start_run(
+        generator=req.generator, checkpoint_hash=p.checkpoint_hash, data_source=str(p.data),
+        reference=str(p.reference.spec) if p.reference else None, n=p.n, seed=req.seed, feature_space=p.spaces,
+        config=jsonable({"request": dataclasses.asdict(req), "generator": p.generator.describe(),
+                         "extractors": {e.feature_space: e.fingerprint() for e in p.extractors},
+                         "reference": _set_info(p.reference), "training_set": _set_info(p.train),
+                         "tasks": {name: {"version": t.spec.version, "params": t.params} for name, t in p.tasks}}),
+        versions=versions(), git_sha=git_sha(), imageset_path=str(p.gen_root.resolve()), provenance={},
+    )
+
+
+# the pipeline --------------------------------------------------------------------------------------------
 def run(req: RunRequest, reporter: Reporter | None = None) -> RunOutcome | None:
     """Run one generator through the requested tasks and store the results.
 
@@ -277,154 +359,51 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> RunOutcome | None:
 
     dist = distributed.current(req.device)
     reporter = (reporter or Reporter()) if dist.is_main else Reporter()
-    device = dist.device(req.device)
-    home = Path(req.home) if req.home else default_home()
-    if not req.tasks:
-        raise UsageError("give at least one --task")
-    if len(set(req.tasks)) != len(req.tasks):
-        raise UsageError(f"a task is listed twice: {req.tasks}")
-
-    # 1. resolve every component before any long work, so a typo fails in a second
-    gen_cls = registry.generators.get(req.generator)
-    task_objs = [(name, registry.tasks.get(name)(**req.task_options.get(name, {}))) for name in req.tasks]
-    needs_features = any(t.spec.needs_features for _, t in task_objs)
-    needs_reference = any(t.spec.needs_reference for _, t in task_objs)
-    needs_train = any(t.spec.needs_train for _, t in task_objs)
-    extractor = None
-    if needs_features:
-        extractor = registry.features.get(req.features)(device=device, weights=req.weights)
-        prepare = getattr(extractor, "prepare", None)
-        if prepare is not None:  # e.g. locate Inception weights: a missing file fails now, not after generation
-            prepare()
-    source, _ = open_data_spec(req.data)
-    gen: Generator = gen_cls(data=source, **req.generator_options)
-    ck_hash = checkpoint_hash(req.checkpoint)
-    gen.load(req.checkpoint, device)
-    n = req.n if req.n is not None else gen.default_n()
-    if n < 2:
-        raise UsageError(f"--n must be at least 2 (got {n})")
-    if req.seed < 0:
-        raise UsageError(f"--seed must be >= 0 (got {req.seed})")
-    ref_spec = req.reference or f"{parse_name(req.data)}:{source.reference_split}"
-    store = Store(req.db) if dist.is_main else None  # a database that cannot be reached fails before any long work
-
-    # 2. image sets
-    gen_parts = {
-        "fingerprint": gen.fingerprint(),
-        "checkpoint": ck_hash,
-        "seed": req.seed if gen.uses_seed else None,
-        "conditions": req.conditions,
-    }
-    key = run_key(gen_parts)
-    info = {"generator": req.generator, **gen_parts, "versions": versions(), "git_sha": git_sha()}
-    run_id = None if store is None else store.start_run(
-        generator=req.generator,
-        checkpoint_hash=ck_hash,
-        data_source=req.data,
-        reference=ref_spec if needs_reference else None,
-        n=n,
-        seed=req.seed,
-        feature_space=extractor.feature_space if extractor else None,
-        config=_jsonable({"request": dataclasses.asdict(req), "generator": gen.describe(),
-                          "extractor": extractor.fingerprint() if extractor else None,
-                          "tasks": {name: {"version": t.spec.version, "params": t.params} for name, t in task_objs}}),
-        versions=versions(),
-        git_sha=git_sha(),
-        imageset_path=str((home / _safe_name(req.generator) / key).resolve()),
-        provenance={},
-    )
+    p = plan(req, dist)
+    store = Store(req.db) if dist.is_main else None  # an unreachable database fails before any long work
+    run_id = _start_run(store, p) if store is not None else None
     try:
-        gen_set = materialize(gen, home / _safe_name(req.generator) / key, n, seed=req.seed,
-                              batch_size=req.batch_size, conditions=req.conditions, info=info, key=key,
-                              reporter=reporter, label=req.generator, dist=dist)
-        ref_set, n_ref, overlap = None, 0, 0
-        if needs_reference:
-            ref_set, n_ref = _real_set(ref_spec, req.n_ref, n, home, req.batch_size, reporter, "reference", dist)
-            overlap = _overlap(gen_set, n, ref_set, n_ref) if dist.is_main else 0
-            if overlap:
-                log.warning("%d of %d generated images are identical to reference images", overlap, n)
-
-        # 3. features (cached by content hash + extractor fingerprint)
-        ctx = TaskContext(feature_space=extractor.feature_space if extractor else None,
-                          rng=np.random.default_rng(req.seed),
-                          feature_substitute=bool(extractor and extractor.substitute),
-                          metric_namer=extractor.metric_name if extractor else None,
-                          artifacts_dir=gen_set.root / "artifacts" / run_id if run_id else None)
-        if extractor is not None:
-            from harness.features.cache import FeatureCache
-
-            cache = FeatureCache()
-            ctx.gen_features = _features(gen_set, n, extractor, cache, reporter, req.generator, dist)
-            if needs_train:
-                train_spec = req.train_data or gen.train_data or f"{parse_name(req.data)}:train"
-                train_set, n_train = _real_set(train_spec, req.n_train, n, home, req.batch_size, reporter,
-                                               "training set", dist)
-                ctx.train_features = _features(train_set, n_train, extractor, cache, reporter, "training set", dist)
-                ctx.train_images = lambda: train_set.load_images(n_train)
-            if ref_set is not None:
-                ref_features = _features(ref_set, n_ref, extractor, cache, reporter, "reference", dist)
-                ctx.ref_features = ref_features
-                ref_hash = ref_set.content_hash(n_ref)
-                ctx.ref_stats = lambda: cache.reference_stats(ref_hash, extractor, ref_features)
+        sets = materialize(p, reporter)
+        features = extract(p, sets, reporter)
         if store is None:  # not rank 0: our shards of images and features are done
             return None
-        ctx.gen_images = lambda: gen_set.load_images(n)
-        if ref_set is not None:
-            ctx.ref_images = lambda: ref_set.load_images(n_ref)
-
-        # 4. tasks
-        results: list[tuple[str, MetricResult]] = []
-        for name, task in task_objs:
-            with reporter.stage(f"task {name}", None) as advance:
-                ctx.progress = advance
-                ctx.rng = named_rng(req.seed, name)  # each task its own stream: results do not depend on task order
-                for r in task.evaluate(ctx):
-                    if extractor is not None and r.feature_space is None and task.spec.needs_features:
-                        r = dataclasses.replace(r, feature_space=extractor.feature_space)
-                    if ctx.feature_substitute:
-                        r = dataclasses.replace(r, details={**r.details, "substitute_features": True})
-                    if overlap:
-                        r = dataclasses.replace(r, details={**r.details, "identical_to_reference": overlap})
-                    results.append((name, r))
-        spec_version = {name: t.spec.version for name, t in task_objs}
-        store.finish_run(
-            run_id,
-            [dict(task=name, task_version=spec_version[name], metric=r.metric, value=_num(r.value),
-                  ci_low=_num(r.ci_low), ci_high=_num(r.ci_high), n=r.n, feature_space=r.feature_space,
-                  higher_is_better=r.higher_is_better, details=_jsonable(r.details)) for name, r in results],
-            [dict(kind=kind, path=str(Path(path).resolve())) for kind, path in ctx.artifacts.items()],
-            imageset_hash=gen_set.content_hash(n),
-        )
+        results, artifacts = evaluate(p, sets, features, reporter, sets.gen.root / "artifacts" / run_id)
+        record(store, p, run_id, sets, results, artifacts)
     except BaseException as exc:  # Ctrl-C included: the run row says what happened; the image set resumes
         if store is not None:
             store.mark_failed(run_id, f"{type(exc).__name__}: {exc}")
         raise
-    return RunOutcome(run_id=run_id, generator=req.generator,
-                      feature_space=extractor.feature_space if extractor else None,
-                      substitute=bool(extractor and extractor.substitute), n=n, n_ref=n_ref, results=results,
-                      imageset=gen_set.root, reference_imageset=ref_set.root if ref_set else None,
-                      artifacts=dict(ctx.artifacts))
+    return RunOutcome(run_id=run_id, generator=req.generator, feature_space=p.spaces,
+                      substitute=any(r.substitute for _, r in results), n=p.n,
+                      n_ref=p.reference.n if p.reference else 0, results=results, imageset=sets.gen.root,
+                      reference_imageset=sets.ref.root if sets.ref else None, artifacts=artifacts)
 
 
-def _real_set(spec: str, n_req: int | None, n_default: int, home: Path, batch_size: int, reporter: Reporter,
-              label: str, dist: Dist | None = None) -> tuple[ImageSet, int]:
-    """Materialise ``n`` images of a data-source spec (a reference or training set) as a cached image set."""
-    source, split = open_data_spec(spec)
-    gen = registry.generators.get("real")(data=source, split=split)
-    count = source.count(split)
-    n = n_req if n_req is not None else (n_default if count is None else min(n_default, count))
-    if n < 2:
-        raise UsageError(f"the {label} {spec} needs at least 2 images (got {n})")
-    parts = {"fingerprint": gen.fingerprint()}
-    key = run_key(parts)
-    iset = materialize(gen, home / "_reference" / key, n, seed=0, batch_size=batch_size, conditions=None,
-                       info={"generator": "real", "spec": spec, **parts}, key=key, reporter=reporter,
-                       label=f"{label} {spec}", dist=dist)
-    return iset, n
+# helpers -------------------------------------------------------------------------------------------------
+def checkpoint_hash(path: Path | None) -> str | None:
+    """sha256 of a checkpoint file, or of the sorted (name, sha256) list of a checkpoint folder."""
+    if path is None:
+        return None
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"checkpoint {path} does not exist")
+    if path.is_file():
+        return sha256_file(path)
+    h = hashlib.sha256()
+    for f in sorted(q for q in path.rglob("*") if q.is_file()):
+        h.update(f"{f.relative_to(path)}:{sha256_file(f)}\n".encode())
+    return h.hexdigest()
 
 
-def parse_name(spec: str) -> str:
-    return spec.partition(":")[0]
+def _same_images(a: Generator, b: Generator) -> bool:
+    """Whether two generators yield the very same images (equal fingerprints, options aside: ``real`` with
+    ``split=None`` and ``split="test"`` of the same source sample the same frames)."""
+    strip = lambda fp: {k: v for k, v in fp.items() if k != "options"}
+    return strip(a.fingerprint()) == strip(b.fingerprint())
+
+
+def _set_info(real: RealSet | None) -> dict | None:
+    return None if real is None else {"spec": str(real.spec), "split": real.spec.split, "n": real.n}
 
 
 def _safe_name(name: str) -> str:
@@ -443,19 +422,5 @@ def _num(x: Any) -> float | None:
     return x if np.isfinite(x) else None
 
 
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _jsonable(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
+__all__ = ["DataSource", "ImageSets", "Features", "RunPlan", "RunRequest", "RunOutcome", "Reporter", "plan",
+           "materialize", "extract", "evaluate", "record", "run", "checkpoint_hash"]

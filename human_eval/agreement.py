@@ -210,12 +210,12 @@ def resolve_image_paths(images: pd.DataFrame, base_dir: str | os.PathLike | None
 
 def _read_all(paths: list[Path], ids: list[str]) -> list[np.ndarray]:
     """Read every image; all unreadable/missing files are reported in one DataError."""
-    from harness.imageset import read_image
+    from harness.io import read_image
 
     out, problems = [], []
     for iid, p in zip(ids, paths):
         try:
-            out.append(read_image(p))
+            out.append(read_image(p, mode="rgb"))
         except DataError as exc:
             problems.append(f"image {iid!r}: {exc}")
     if problems:
@@ -233,7 +233,7 @@ def _features(extractor, images: list[np.ndarray], paths: list[Path] | None, cac
     compute = lambda: extract_features(extractor, [images], total=len(images))  # noqa: E731
     if not cache or paths is None:
         return compute()
-    from harness.imageset import sha256_file
+    from harness.io import sha256_file
 
     h = hashlib.sha256()
     for p in paths:

@@ -119,7 +119,12 @@ class TaskContext:
 class Task(ABC):
     spec: ClassVar[TaskSpec]
     name: ClassVar[str] = ""
-    description: ClassVar[str] = ""
+    description: ClassVar[str] = ""  # from ``spec.description`` (one place): set for every subclass with a spec
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "spec" in cls.__dict__ and "description" not in cls.__dict__:
+            cls.description = cls.spec.description
 
     def __init__(self, **params: Any):
         unknown = set(params) - set(self.spec.parameters)

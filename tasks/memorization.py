@@ -171,16 +171,17 @@ class MemorizationTask(Task):
         self._write_artifacts(ctx, res, int(p["top_k"]))
         details = {**res.details, "threshold": res.threshold, "ref_flag_rate": res.ref_flag_rate, "ci": "Wilson 95%",
                    "flagged_indices": np.flatnonzero(res.flagged)[:200].tolist()}
+        space = dict(feature_space=ctx.feature_space, substitute=ctx.feature_substitute)
         return [
             MetricResult("near_copy_fraction", res.value, res.ci_low, res.ci_high, res.n, higher_is_better=False,
-                         details=details),
+                         details=details, **space),
             MetricResult("authenticity", res.authenticity, None, None, res.n, higher_is_better=True,
                          details={"ref_authenticity": res.ref_authenticity,
-                                  "rule": "Alaa et al. 2022: d(gen, nn train) > d(nn train, its nn in train)"}),
+                                  "rule": "Alaa et al. 2022: d(gen, nn train) > d(nn train, its nn in train)"}, **space),
             MetricResult("train_nn_distance_ratio", res.distance_ratio, None, None, res.n, higher_is_better=True,
                          details={"definition": "median nearest-training distance, generated / held-out real",
                                   "median_d_gen": res.details["d_gen_quantiles"]["50"],
-                                  "median_d_ref": res.details["d_ref_quantiles"]["50"]}),
+                                  "median_d_ref": res.details["d_ref_quantiles"]["50"]}, **space),
         ]
 
     @staticmethod

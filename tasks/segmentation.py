@@ -268,7 +268,7 @@ def trained_network(kind: str, images: np.ndarray, targets: np.ndarray, n_classe
     ``miss`` (trained and stored) or ``off`` (no cache dir)."""
     import torch
 
-    from harness.imageset import atomic_write_bytes
+    from harness.io import atomic_write_bytes
 
     train_hash = train_hash or data_hash(images, targets)
     key = model_key(kind, train_hash, n_classes, cfg, seed)
@@ -434,24 +434,17 @@ def parse_seeds(value: Any, task: str) -> list[int]:
 
 # label maps → class maps ------------------------------------------------------------------------------------------
 def present_structures(label_maps: Sequence[np.ndarray | None], source: str, *, what: str) -> set[str]:
-    """Names (phantom label names) of the values that occur in ``label_maps`` of ``source``; a value outside the
-    source's table is a DataError naming the image (``what`` image i)."""
-    from harness.data.labels import SOURCE_LABELS, check_source
+    """Names of the structures that occur in loaded ``label_maps`` (phantom values) of ``source``; a value the
+    source does not annotate is a DataError naming the image (``what`` image i)."""
+    from harness.data.labels import check_values, source_values
 
-    check_source(source)
-    table = SOURCE_LABELS[source]
+    table = source_values(source)
     seen: set[int] = set()
     for i, m in enumerate(label_maps):
         if m is None:
             continue
-        values = {int(v) for v in np.unique(m)}
-        bad = sorted(values - set(table))
-        if bad:
-            from harness.errors import DataError
-
-            raise DataError(f"{what} image {i}: label value(s) {bad} are not in the {source} label table "
-                            f"(allowed: {sorted(table)}; see harness/data/labels.py)")
-        seen |= values
+        check_values(m, source, where=f"{what} image {i}")
+        seen |= {int(v) for v in np.unique(m)}
     return {table[v] for v in seen}
 
 

@@ -114,9 +114,6 @@ def validate_metrics(*, n: int = 400, n_ref: int | None = None, size: int = 128,
         raise UsageError("validate-metrics: speckle and blur strengths must be non-empty and increasing")
     say = progress or (lambda msg: log.info(msg))
     extractor = registry.features.get(features)(device=device)
-    prepare = getattr(extractor, "prepare", None)
-    if prepare is not None:
-        prepare()
     space = extractor.feature_space
     fd_name = extractor.metric_name("FD")
     sub = " (substitute feature space)" if extractor.substitute else ""

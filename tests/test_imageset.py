@@ -21,7 +21,7 @@ def test_write_resume_and_content_hash(tmp_path):
     one_go.write_batch(0, _imgs(5))
     assert s2.content_hash() == one_go.content_hash()
     assert s2.content_hash(3) != s2.content_hash()
-    assert read_image(s2.root / "images" / "000004.png").shape == (8, 8, 3)
+    assert read_image(s2.root / "images" / "000004.png", mode="rgb").shape == (8, 8, 3)
 
 
 def test_key_mismatch_refused(tmp_path):

@@ -10,10 +10,27 @@ from harness.registry import Registry, generators
 
 
 def test_lazy_builtin_is_not_imported_until_lookup():
-    reg = Registry("thing", None, {"x": ("tests_fake_module_xyz:Thing", "a thing")})
+    reg = Registry("thing", None, {"x": "tests_fake_module_xyz:Thing"})
     assert "tests_fake_module_xyz" not in sys.modules
     entry = reg.entries()[0]
-    assert (entry.name, entry.origin, entry.description) == ("x", "built-in", "a thing")
+    assert (entry.name, entry.origin, entry.target) == ("x", "built-in", "tests_fake_module_xyz:Thing")
+
+
+def test_builtin_name_and_description_come_from_the_class(tmp_path, monkeypatch):
+    """The table holds name -> "module:Class" only; the class's decorator name is checked against it at load."""
+    (tmp_path / "tests_fake_plugin_mod.py").write_text(
+        "class G:\n    name = 'right-name'  # what its decorator would set\n    description = 'from the class'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg = Registry("thing", None, {"right-name": "tests_fake_plugin_mod:G", "wrong-name": "tests_fake_plugin_mod:G"})
+    entries = {e.name: e for e in reg.entries(load=True)}
+    assert entries["right-name"].description == "from the class" and entries["right-name"].error is None
+    assert "registered as 'right-name', not 'wrong-name'" in entries["wrong-name"].error
+    from harness import registry
+
+    for r in registry.REGISTRIES.values():  # every built-in: its class agrees with the table and describes itself
+        for e in r.entries(load=True):
+            if e.origin == "built-in":
+                assert e.error is None and e.obj.name == e.name and e.description, e
 
 
 def test_decorator_registration_and_lookup():
@@ -38,7 +55,7 @@ def test_unknown_name_suggests_close_names():
 
 
 def test_broken_target_is_reported_not_raised_in_listing():
-    reg = Registry("thing", None, {"bad": ("no_such_module_abc:X", ""), "ok": ("json:dumps", "")})
+    reg = Registry("thing", None, {"bad": "no_such_module_abc:X", "ok": "json:dumps"})
     entries = {e.name: e for e in reg.entries(load=True)}
     assert entries["bad"].error and "ModuleNotFoundError" in entries["bad"].error
     assert entries["ok"].error is None

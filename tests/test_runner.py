@@ -193,3 +193,38 @@ def test_task_results_do_not_depend_on_which_tasks_ran_before():
     after = run(RunRequest(generator="labelmap", tasks=["fid", "diversity"], features="radiomics", n=24))
     values = lambda out: {r.metric: (r.value, r.ci_low, r.ci_high) for t, r in out.results if t == "diversity"}  # noqa: E731
     assert values(alone) == values(after) and any("ms_ssim" in m.lower() for m in values(alone))
+
+
+def test_results_are_complete_where_made_and_the_substitute_flag_is_stored():
+    """Every feature-space result names its space and carries the extractor's substitute flag (a stand-in space whose
+    name does not start with "random"); the stored row has it too; two spaces in one run score each separately."""
+    out = run(RunRequest(generator="real", tasks=["fid", "memorization"], n=24, n_train=24,
+                         features="radiomics,tests.standin_features:StandInExtractor",
+                         task_options={"fid": {"n_boot": 20}, "memorization": {"quantile": 0.25}}))
+    by_space: dict[str, list] = {}
+    for _, r in out.results:
+        by_space.setdefault(r.feature_space, []).append(r)
+    assert set(by_space) == {"radiomics", "pixel-standin"} and out.feature_space == "radiomics,pixel-standin"
+    assert all(r.substitute for r in by_space["pixel-standin"]) and not any(r.substitute for r in by_space["radiomics"])
+    assert {r.metric for r in by_space["pixel-standin"]} >= {"FD_pixel-standin", "KD_pixel-standin", "near_copy_fraction"}
+    from sqlalchemy import select
+
+    from harness.store import Result
+
+    with Store().session() as s:
+        rows = list(s.scalars(select(Result).where(Result.run_id == out.run_id)))
+    assert {(r.feature_space, r.details["substitute_features"]) for r in rows} == {("radiomics", False), ("pixel-standin", True)}
+    fd = next(r for r in rows if r.metric == "FD_radiomics")
+    assert fd.details["n_ref"] == out.n_ref == 24  # the cached reference statistics keep n
+
+
+def test_plan_errors_leave_no_run_row_and_no_image_folder(tmp_path):
+    from harness.errors import UsageError
+
+    home = tmp_path / "home"
+    for req in (RunRequest(generator="real", tasks=["fid"], features="radiomics,nope", home=home),
+                RunRequest(generator="real", tasks=["fid"], features="radiomics", task_options={"diversity": {"k": 3}}, home=home),
+                RunRequest(generator="real", tasks=["fid"], features="radiomics", data="phantom:reference", home=home)):
+        with pytest.raises(UsageError):
+            run(req)
+    assert Store().runs() == [] and not home.exists()

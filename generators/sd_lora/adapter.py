@@ -152,6 +152,7 @@ class SDLoRAGenerator(Generator):
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe.to(self.device)
         self.meta, self.checkpoint = meta, checkpoint
+        self.train_data = meta.get("train_data")
         if self.steps is None:
             self.steps = 10 if base.kind == "tiny" else 50
         if self.prompt_list is None:

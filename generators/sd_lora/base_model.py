@@ -172,13 +172,6 @@ def _single_file_fingerprint(path: Path) -> str:
 # loading
 
 
-def load_components(base: BaseModel, *, torch_dtype=None) -> dict:
-    """Load tokenizer, text encoder, VAE, UNet and the (training) scheduler config of ``base`` (offline)."""
-    pipe = load_pipeline(base, torch_dtype=torch_dtype)
-    return {"tokenizer": pipe.tokenizer, "text_encoder": pipe.text_encoder, "vae": pipe.vae, "unet": pipe.unet,
-            "scheduler": pipe.scheduler, "pipeline": pipe}
-
-
 def load_pipeline(base: BaseModel, *, torch_dtype=None):
     """A ``StableDiffusionPipeline`` for ``base`` without safety checker, loaded from local files only."""
     from diffusers import StableDiffusionPipeline

@@ -30,10 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
+from generators.base import resume_check
 from generators.sd_lora.base_model import BaseModel, load_pipeline, resolve_base
 from generators.sd_lora.config import SDLoRAConfig
 from harness.data.base import DataSource, to_rgb
 from harness.errors import DataError, UsageError
+from harness.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -204,12 +206,6 @@ def _seed_of(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
 
-def _atomic_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def read_checkpoint_config(checkpoint: Path) -> dict:
     """config.json of an SD-LoRA folder (DataError when absent or of another format)."""
     path = Path(checkpoint) / "config.json"
@@ -244,21 +240,14 @@ def train_lora(train: DataSource, out_dir: Path, config: SDLoRAConfig, *, base: 
     out_dir = Path(out_dir)
     base_model = base if isinstance(base, BaseModel) else resolve_base(base)
     state = None
-    if (out_dir / "config.json").is_file():
-        if resume:
-            meta = read_checkpoint_config(out_dir)
-            if meta["config"] != dataclasses.asdict(config) and not force:
-                diff = sorted(k for k, v in dataclasses.asdict(config).items() if meta["config"].get(k) != v)
-                raise UsageError(f"{out_dir} was trained with a different config ({', '.join(diff)}); resume with the "
-                                 f"same options or pass force")
-            if meta["base"]["fingerprint"] != base_model.fingerprint and not force:
-                raise UsageError(f"{out_dir} was trained on base {meta['base']['spec']!r}, not {base_model.spec!r}")
-            if not (out_dir / STATE_NAME).is_file():
-                raise DataError(f"{out_dir}: cannot resume, {STATE_NAME} is missing")
-            state = torch.load(out_dir / STATE_NAME, map_location="cpu", weights_only=True)
-        elif not force:
-            raise UsageError(f"{out_dir} already holds an SD-LoRA checkpoint; pass resume to continue it or force to "
-                             f"overwrite it")
+    meta = resume_check(out_dir, dataclasses.asdict(config), lambda: read_checkpoint_config(out_dir), resume=resume,
+                        force=force, what="SD-LoRA")
+    if meta is not None:
+        if meta["base"]["fingerprint"] != base_model.fingerprint and not force:
+            raise UsageError(f"{out_dir} was trained on base {meta['base']['spec']!r}, not {base_model.spec!r}")
+        if not (out_dir / STATE_NAME).is_file():
+            raise DataError(f"{out_dir}: cannot resume, {STATE_NAME} is missing")
+        state = torch.load(out_dir / STATE_NAME, map_location="cpu", weights_only=True)
     elif resume:
         log.info("nothing to resume in %s; starting a new run", out_dir)
 
@@ -381,6 +370,7 @@ def _meta(config, base_model, train, split, data, stats, step, total, loss, n_lo
         "rank": config.rank, "alpha": config.alpha, "targets": config.targets,
         "target_modules": config.target_modules, "lora_parameters": n_lora,
         "resolution": config.resolution, "image_size": data.source_size,
+        "train_data": train.spec_for(split),  # the training set's data spec: `harness run`'s default training set
         "data": {"source": train.fingerprint(), "split": split, "n_captioned": data.n_captioned,
                  "n_regularisation": len(data) - data.n_captioned, "ids": data.ids},
         "captions": stats, "prompts_file": PROMPTS_NAME,
@@ -405,5 +395,5 @@ def _save(out_dir: Path, *, pipeline_cls, prompts: list[str], lora_diffusers: di
     os.replace(tmp / STATE_NAME, out_dir / STATE_NAME)
     if prompts:
         (out_dir / PROMPTS_NAME).write_text("\n".join(prompts) + "\n", encoding="utf-8")
-    _atomic_json(out_dir / "config.json", meta)
+    atomic_write_json(out_dir / "config.json", meta)
     tmp.rmdir()

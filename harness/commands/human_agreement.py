@@ -20,16 +20,18 @@ OUT_FILES = {"per_image": "per_image_metrics.csv", "metric_agreement": "metric_a
 
 def reference_images(spec: str) -> list:
     """The images of ``--reference``: ``folder:DIR`` or a bare folder path (PNG/JPEG/BMP/TIFF files)."""
-    from harness.imageset import list_image_files, read_image
+    from harness.io import list_images, read_image
 
     kind, sep, arg = spec.partition(":")
     folder = Path(arg if sep and kind == "folder" else spec).expanduser()
     if sep and kind != "folder" and not folder.is_dir():
         raise UsageError(f"--reference must be folder:DIR (a folder of real images), not {spec!r}")
-    files = list_image_files(folder)
+    if not folder.is_dir():
+        raise DataError(f"--reference folder {folder} does not exist or is not a folder")
+    files = list_images(folder)
     if len(files) < 2:
         raise DataError(f"--reference folder {folder} has {len(files)} image file(s); it needs at least k + 1")
-    return [read_image(f) for f in files]
+    return [read_image(f, mode="rgb") for f in files]
 
 
 def scatter_png(per_image, ratings, path: Path) -> Path:

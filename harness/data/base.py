@@ -3,9 +3,14 @@
 A data source yields batches of samples from named splits. Samples are addressed by index within a
 split, so that a request for indices ``start .. start+n`` is deterministic and can be resumed or sharded.
 
-Data-source *specs* on the command line are ``NAME[:ARG]``: ``phantom``, ``phantom:test``,
-``folder:/path/to/images``, ``echonet:/path/to/EchoNet-Dynamic`` (split defaults depend on the source;
-``echonet:DIR@train`` picks a split). Each source class parses its own ``ARG`` in :meth:`from_spec`.
+Data-source *specs* on the command line are ``NAME[:ARG][@SPLIT]``: ``phantom``, ``phantom:test``,
+``folder:/path/to/images``, ``folder:DIR@train``, ``echonet:/path/to/EchoNet-Dynamic@val``, ``camus:DIR``. Each
+source class parses its own ``ARG`` in :meth:`from_spec`; :class:`DataSpec` is a spec parsed once (with the
+opened source), and :meth:`DataSource.spec_for` writes the spec of another split of the same source (same folder).
+
+Every source names the splits the runner uses by default: ``heldout_split`` (what the ``real`` baseline samples),
+``reference_split`` (the default reference set) and ``train_split`` (the default training set); the first two are
+disjoint, so ``real`` vs reference measures sampling noise, never a set against itself.
 """
 
 from __future__ import annotations
@@ -51,8 +56,11 @@ class DataSource(ABC):
     splits: ClassVar[tuple[str, ...]] = ("train", "test")
     default_split: ClassVar[str] = "test"
     reference_split: ClassVar[str] = "test"  # default reference set of `harness run`
-    heldout_split: ClassVar[str] = "test"  # what the `real` baseline generator samples
+    heldout_split: ClassVar[str] = "test"  # what the `real` baseline generator samples (disjoint from the reference)
+    train_split: ClassVar[str] = "train"  # default training set (memorisation, training)
     has_label_maps: ClassVar[bool] = False
+    #: the split named in the spec this source was opened from (``@split``), ``None`` when none was named
+    requested_split: str | None = None
 
     @classmethod
     @abstractmethod
@@ -71,6 +79,11 @@ class DataSource(ABC):
         """Everything that determines the samples (goes into run keys)."""
         return {"source": self.name}
 
+    def spec_for(self, split: str) -> str:
+        """The data spec of ``split`` of this very source (same folder): ``NAME:ARG@split`` (``NAME:split`` for
+        sources without an argument, such as the phantom). Sources with a folder override it."""
+        return f"{self.name}:{split}"
+
     @classmethod
     def availability(cls) -> str:
         """One line for ``harness list``: whether the data is present."""
@@ -79,6 +92,35 @@ class DataSource(ABC):
     def check_split(self, split: str) -> None:
         if split not in self.splits:
             raise UsageError(f"data source {self.name!r} has no split {split!r}; splits: {', '.join(self.splits)}")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A data spec parsed once: source ``name``, its ``arg`` (folder, phantom split, ...), the ``split`` named in
+    the spec (``None``: the role's default) and the opened ``source``. ``str()`` gives the canonical spec."""
+
+    name: str
+    arg: str | None
+    split: str | None
+    source: DataSource = field(compare=False, repr=False)
+
+    @classmethod
+    def parse(cls, text: str, **options) -> DataSpec:
+        from harness.registry import datasets
+
+        name, arg = parse_data_spec(text)
+        source, _ = datasets.get(name).from_spec(arg, **options)
+        return cls(name, arg, source.requested_split, source)
+
+    def with_split(self, split: str) -> DataSpec:
+        """The same source with ``split`` (checked)."""
+        self.source.check_split(split)
+        return DataSpec(self.name, self.arg, split, self.source)
+
+    def __str__(self) -> str:
+        if self.split is None:
+            return self.name + (f":{self.arg}" if self.arg else "")
+        return self.source.spec_for(self.split)
 
 
 def parse_data_spec(spec: str) -> tuple[str, str | None]:
@@ -98,6 +140,17 @@ def open_data_spec(spec: str, **options) -> tuple[DataSource, str]:
     return cls.from_spec(arg, **options)
 
 
+def split_at(arg: str | None) -> tuple[str | None, str | None]:
+    """``"DIR@test"`` → ``("DIR", "test")`` (split lower-cased); ``"DIR"`` → ``("DIR", None)``. A ``@`` followed by a
+    path separator belongs to the folder name."""
+    if not arg or "@" not in arg:
+        return arg, None
+    root, _, split = arg.rpartition("@")
+    if "/" in split or "\\" in split:
+        return arg, None
+    return root, (split.strip().lower() or None)
+
+
 def to_rgb(image: np.ndarray) -> np.ndarray:
     """uint8 (H, W) or (H, W, 1|3|4) → (H, W, 3)."""
     if image.ndim == 2:
@@ -107,3 +160,17 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     if image.shape[2] == 4:
         return image[:, :, :3]
     return image
+
+
+def resize_frame(image: np.ndarray, size: int, *, nearest: bool = False) -> np.ndarray:
+    """A grey frame (or label map, ``nearest=True``) resized to ``size`` × ``size`` the way EchoNet and CAMUS frames
+    are: area interpolation down, bicubic up; ``size`` 0 keeps the native size."""
+    import cv2
+
+    if not size or image.shape[:2] == (size, size):
+        return image
+    if nearest:
+        interp = cv2.INTER_NEAREST
+    else:
+        interp = cv2.INTER_AREA if size < max(image.shape[:2]) else cv2.INTER_CUBIC
+    return cv2.resize(image, (size, size), interpolation=interp)

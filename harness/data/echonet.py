@@ -1,8 +1,10 @@
 """EchoNet-Dynamic (user-provided): apical-4-chamber frames with LV tracings.
 
-``echonet:DIR`` or ``echonet:DIR@split`` (split ``train``, ``val`` or ``test``, case-insensitive; default
-``test``). ``DIR`` holds ``FileList.csv`` (FileName, EF, ESV, EDV, FrameHeight, FrameWidth, FPS,
-NumberOfFrames, Split), ``VolumeTracings.csv`` (FileName, X1, Y1, X2, Y2, Frame) and ``Videos/*.avi``.
+``echonet:DIR`` or ``echonet:DIR@split`` (split ``train``, ``val`` or ``test``, case-insensitive). As a reference
+(``--reference echonet:DIR``) the default split is ``test``; as ``--data echonet:DIR`` the ``real`` baseline samples
+``val`` and the default reference is ``echonet:DIR@test`` (disjoint: the noise floor is never a set against itself);
+``--data echonet:DIR@train`` makes ``real`` sample ``train``. ``DIR`` holds ``FileList.csv`` (FileName, EF, ESV,
+EDV, FrameHeight, FrameWidth, FPS, NumberOfFrames, Split), ``VolumeTracings.csv`` (FileName, X1, Y1, X2, Y2, Frame) and ``Videos/*.avi``.
 
 Options:
     frames: ``"traced"`` (default): the frames with an LV tracing (end-diastole and end-systole), in
@@ -30,7 +32,7 @@ import cv2
 import numpy as np
 import skimage.draw
 
-from harness.data.base import DataSource, SampleBatch
+from harness.data.base import DataSource, SampleBatch, resize_frame, split_at
 from harness.errors import DataError, UsageError
 from harness.registry import datasets
 
@@ -79,6 +81,8 @@ class EchoNetSource(DataSource):
     description = "EchoNet-Dynamic (FileList.csv, VolumeTracings.csv, Videos/*.avi)"
     splits = ("train", "val", "test")
     default_split = "test"
+    reference_split = "test"  # the default reference set
+    heldout_split = "val"  # what `real` samples: disjoint from the reference (never the same frames)
     has_label_maps = True
     OPTIONS = ("frames", "size")
 
@@ -149,11 +153,15 @@ class EchoNetSource(DataSource):
             raise UsageError(f"echonet: unknown option(s) {', '.join(unknown)}; valid: {', '.join(cls.OPTIONS)}")
         if not arg:
             raise UsageError("echonet needs the dataset folder: echonet:DIR or echonet:DIR@split")
-        root, _, split = arg.rpartition("@") if "@" in arg else (arg, "", "")
-        split = split.strip().lower() or cls.default_split
+        root, requested = split_at(arg)
+        split = requested or cls.default_split
         source = cls(root, **options)
         source.check_split(split)
+        source.requested_split = requested
         return source, split
+
+    def spec_for(self, split: str) -> str:
+        return f"echonet:{self.root}@{split}"
 
     def count(self, split: str) -> int:
         self.check_split(split)
@@ -185,13 +193,7 @@ class EchoNetSource(DataSource):
         return out
 
     def _resize(self, image: np.ndarray, nearest: bool = False) -> np.ndarray:
-        if not self.size or image.shape == (self.size, self.size):
-            return image
-        if nearest:
-            interp = cv2.INTER_NEAREST
-        else:
-            interp = cv2.INTER_AREA if self.size < max(image.shape) else cv2.INTER_CUBIC
-        return cv2.resize(image, (self.size, self.size), interpolation=interp)
+        return resize_frame(image, self.size, nearest=nearest)
 
     def iter_batches(self, split: str, n: int, *, start: int = 0, batch_size: int = 64) -> Iterator[SampleBatch]:
         self.check_split(split)

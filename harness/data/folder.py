@@ -1,14 +1,23 @@
-"""A folder of PNG/JPEG/BMP/TIFF images as a data source.
+"""A folder of PNG/JPEG/BMP/TIFF images as a data source, with real splits.
 
-``folder:DIR`` reads the image files directly inside ``DIR`` (not recursive), sorted by file name. When
-``DIR`` holds no images but has an ``images/`` sub-folder (the layout written by ``harness data export`` and
-by image sets), that sub-folder is read instead, with ``labelmaps/`` beside it used as label maps.
+``folder:DIR[@split]``. Where the images are: the image files directly inside a folder (not recursive), sorted by
+file name; a folder with no images but an ``images/`` sub-folder (the layout of ``harness data export`` and of
+image sets) is read through it, with ``labelmaps/`` beside ``images/`` as label maps (same stems, PNG, the phantom's
+label values: see :mod:`harness.data.labels`) and an optional ``captions.csv`` (columns ``file, caption`` and
+optionally ``condition``) supplying captions/conditions by file name.
 
-There is one split, ``all``; ``train`` and ``test`` are accepted as aliases of ``all`` so that a folder can
-stand wherever a source with those splits is expected. Images keep their own mode (grayscale (H, W) or
-RGB (H, W, 3); palette, alpha and 16-bit images are converted) and size; a batch whose images differ in
-shape is returned as a list. An optional ``captions.csv`` (columns ``file, caption`` and optionally
-``condition``) in ``DIR`` supplies captions/conditions by file name.
+Splits:
+
+- ``DIR`` with ``train/``, ``val/`` and/or ``test/`` sub-folders: those are the splits (each laid out as above);
+  ``all`` is their union (in that order).
+- otherwise a deterministic split by file name: a file is in ``test`` when the first 8 hex digits of
+  ``sha256(file name)``, read as a number in [0, 1), are below 0.2, else in ``train`` (80/20; the same on every
+  machine, and adding a file never moves another); ``all`` keeps every file.
+
+As ``--data folder:DIR`` the ``real`` baseline samples ``val`` (sub-folders) or ``train`` (hash split) and the
+default reference is ``folder:DIR@test``; an explicit ``--reference folder:DIR`` (no ``@``) reads ``all``.
+Images keep their own mode (grey (H, W) or RGB (H, W, 3)) and size; a batch whose images differ in shape is
+returned as a list.
 """
 
 from __future__ import annotations
@@ -18,51 +27,17 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from harness.data.base import DataSource, SampleBatch
+from harness.data.base import DataSource, SampleBatch, split_at
 from harness.errors import DataError, UsageError
+from harness.io import list_images, read_image
 from harness.registry import datasets
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-SPLIT_ALIASES = ("all", "train", "test")
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly inside ``folder`` (by suffix, case-insensitive), sorted by name."""
-    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
-                  key=lambda p: p.name)
-
-
-def read_image(path: Path) -> np.ndarray:
-    """Read one image as uint8 (H, W) or (H, W, 3); unreadable or truncated files raise :class:`DataError`."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            mode = im.mode
-            if mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im, dtype=np.float64)
-                top = 65535.0 if mode.startswith("I;16") else max(float(arr.max()), 1.0)
-                return np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-            if mode == "F":
-                arr = np.asarray(im, dtype=np.float64)
-                return np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0) + 0.5, 0, 255).astype(np.uint8)
-            if mode in ("1", "L", "LA"):
-                im = im.convert("L")
-            elif mode != "RGB":
-                im = im.convert("RGB")
-            return np.asarray(im, dtype=np.uint8).copy()
-    except FileNotFoundError:
-        raise DataError(f"{path}: image file disappeared while reading") from None
-    except (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path}: cannot read image ({exc}); the file is corrupt or truncated - remove or "
-                        f"replace it") from None
-
 
 def stack_or_list(images: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
     """One array when all images share a shape, else the list."""
@@ -89,79 +64,149 @@ def read_captions(path: Path) -> dict[str, tuple[str, str | None]]:
         raise DataError(f"{path}: cannot read captions ({exc})") from None
 
 
+#: fraction of a hash-split folder that goes to ``test``
+TEST_FRACTION = 0.2
+SUBFOLDER_SPLITS = ("train", "val", "test")
+
+
+def hash_split(name: str, test_fraction: float = TEST_FRACTION) -> str:
+    """``"test"`` or ``"train"`` for a file name (deterministic: the first 8 hex digits of its sha256)."""
+    u = int(hashlib.sha256(name.encode("utf-8")).hexdigest()[:8], 16) / 16**8
+    return "test" if u < test_fraction else "train"
+
+
+def _image_layout(folder: Path) -> tuple[list[Path], Path | None, Path | None]:
+    """(image files, label-map folder or None, captions.csv or None) of one folder (see the module doc)."""
+    files = list_images(folder)
+    if not files and (folder / "images").is_dir():
+        files = list_images(folder / "images")
+    image_dir = files[0].parent if files else folder
+    lm_dir = image_dir.parent / "labelmaps" if image_dir != folder else None
+    cap = next((p for p in (folder / "captions.csv", image_dir / "captions.csv") if p.is_file()), None)
+    return files, lm_dir if lm_dir is not None and lm_dir.is_dir() else None, cap
+
+
+@dataclass
+class _Split:
+    files: list[Path]
+    labelmap_dir: Path | None
+    captions: dict
+
+
 @datasets.register("folder")
 class FolderSource(DataSource):
-    """Any folder of PNG/JPEG/BMP/TIFF images (split ``all``; ``train``/``test`` are aliases)."""
+    """Any folder of PNG/JPEG/BMP/TIFF images (splits: sub-folders train/val/test, else an 80/20 file-name hash split; all)."""
 
-    description = "Any folder of PNG/JPEG/BMP/TIFF images"
-    splits = SPLIT_ALIASES
+    description = "Any folder of PNG/JPEG/BMP/TIFF images (train/val/test sub-folders or an 80/20 name-hash split)"
+    splits = ("all", "train", "test")
     default_split = "all"
+    reference_split = "test"
+    heldout_split = "train"
+    train_split = "train"
 
     def __init__(self, folder: str | Path):
         root = Path(folder).expanduser()
         if not root.is_dir():
             raise DataError(f"image folder {root} does not exist or is not a directory")
         self.root = root
-        files = list_images(root)
-        if not files and (root / "images").is_dir():
-            files = list_images(root / "images")
-        if len(files) < 2:
+        subs = [s for s in SUBFOLDER_SPLITS if (root / s).is_dir()]
+        self.layout = "subfolders" if subs else "hash"
+        parts: dict[str, _Split] = {}
+        every: list[Path] = []  # `all`: file-name order (hash split), or train, val, test in turn (sub-folders)
+        for name in subs or [None]:
+            files, lm_dir, cap = _image_layout(root / name if name else root)
+            if lm_dir is not None:
+                _check_labelmaps(files, lm_dir)
+            captions = read_captions(cap) if cap is not None else {}
+            every += files
+            if name:
+                parts[name] = _Split(files, lm_dir, captions)
+            else:
+                parts = {s: _Split([p for p in files if hash_split(p.name) == s], lm_dir, captions) for s in ("train", "test")}
+        parts["all"] = _Split(every, None, {})
+        self.parts = parts
+        self.splits = ("all", *[s for s in SUBFOLDER_SPLITS if s in parts])  # instance: this folder's splits
+        if "val" in parts:
+            self.heldout_split = "val"
+        total = len(parts["all"].files)
+        if total < 2:
             where = root if not (root / "images").is_dir() else f"{root} (and {root / 'images'})"
-            raise DataError(f"image folder {where} holds {len(files)} image(s) (PNG/JPEG/BMP/TIFF); at least 2 are "
-                            f"needed")
-        self.files = files
-        self.image_dir = files[0].parent
-        lm_dir = self.image_dir.parent / "labelmaps" if self.image_dir != root else None
-        self.labelmap_dir = lm_dir if lm_dir is not None and lm_dir.is_dir() else None
-        cap = next((p for p in (root / "captions.csv", self.image_dir / "captions.csv") if p.is_file()), None)
-        self.captions = read_captions(cap) if cap is not None else {}
+            raise DataError(f"image folder {where} holds {total} image(s) (PNG/JPEG/BMP/TIFF); at least 2 are needed")
+        self.files = parts["all"].files
+        self.image_dir = self.files[0].parent
+        self._owner = {p: part for name, part in parts.items() if name != "all" for p in part.files}
 
     @classmethod
     def from_spec(cls, arg: str | None, **options) -> tuple[FolderSource, str]:
         if options:
             raise UsageError(f"folder: unknown option(s) {', '.join(sorted(options))}; the folder source takes none")
-        if not arg:
-            raise UsageError("folder needs a directory: folder:DIR")
-        return cls(arg), cls.default_split
+        root, requested = split_at(arg)
+        if not root:
+            raise UsageError("folder needs a directory: folder:DIR or folder:DIR@split")
+        source = cls(root)
+        split = requested or cls.default_split
+        source.check_split(split)
+        source.requested_split = requested
+        return source, split
+
+    def spec_for(self, split: str) -> str:
+        return f"folder:{self.root}@{split}"
 
     def check_split(self, split: str) -> None:
-        if split not in SPLIT_ALIASES:
-            raise UsageError(f"data source 'folder' has one split 'all' (aliases: train, test), not {split!r}")
+        if split not in self.splits:
+            how = "its train/val/test sub-folders" if self.layout == "subfolders" else "an 80/20 file-name hash split"
+            raise UsageError(f"folder {self.root} has splits {', '.join(self.splits)} ({how}), not {split!r}")
+
+    def _part(self, split: str) -> _Split:
+        self.check_split(split)
+        return self.parts[split]
 
     def count(self, split: str = "all") -> int:
-        self.check_split(split)
-        return len(self.files)
+        return len(self._part(split).files)
 
     def fingerprint(self) -> dict:
         h = hashlib.sha256()
         for p in self.files:
             st = p.stat()
-            h.update(json.dumps([p.name, st.st_size, st.st_mtime_ns]).encode())
-        return {"source": "folder", "path": str(self.image_dir.resolve()), "n": len(self.files),
+            h.update(json.dumps([str(p.relative_to(self.root)), st.st_size, st.st_mtime_ns]).encode())
+        return {"source": "folder", "path": str(self.root.resolve()), "layout": self.layout, "n": len(self.files),
                 "files": h.hexdigest()[:16]}
 
+
     def iter_batches(self, split: str, n: int, *, start: int = 0, batch_size: int = 64) -> Iterator[SampleBatch]:
-        self.check_split(split)
-        if start < 0 or n < 0 or start + n > len(self.files):
-            raise UsageError(f"folder {self.image_dir}: requested images {start}..{start + n - 1} but it holds "
-                             f"{len(self.files)}")
+        files_all = self._part(split).files
+        if start < 0 or n < 0 or start + n > len(files_all):
+            raise UsageError(f"folder {self.root} split {split!r}: requested images {start}..{start + n - 1} but it "
+                             f"holds {len(files_all)}")
         if batch_size < 1:
             raise UsageError(f"batch_size must be >= 1 (got {batch_size})")
         for b0 in range(start, start + n, batch_size):
-            files = self.files[b0:min(b0 + batch_size, start + n)]
+            files = files_all[b0:min(b0 + batch_size, start + n)]
+            parts = [self._owner[p] for p in files]  # label maps/captions: the file's own split folder
             images = [read_image(p) for p in files]
             labels = None
-            if self.labelmap_dir is not None:
-                paths = [self.labelmap_dir / (p.stem + ".png") for p in files]
-                if all(q.is_file() for q in paths):
-                    maps = [read_image(q) for q in paths]
-                    if all(m.ndim == 2 and m.shape == im.shape[:2] for m, im in zip(maps, images)):
-                        labels = stack_or_list(maps)
-            caps = [self.captions.get(p.name) for p in files]
+            if all(s.labelmap_dir is not None for s in parts):
+                maps = [read_image(s.labelmap_dir / (p.stem + ".png")) for s, p in zip(parts, files)]
+                if all(m.ndim == 2 and m.shape == im.shape[:2] for m, im in zip(maps, images)):
+                    labels = stack_or_list(maps)
+            caps = [s.captions.get(p.name) for s, p in zip(parts, files)]
             yield SampleBatch(
                 images=stack_or_list(images),
-                ids=[p.name for p in files],
+                ids=[str(p.relative_to(self.root)) for p in files],
                 label_maps=labels if isinstance(labels, np.ndarray) else None,
                 conditions=[c[1] if c else None for c in caps] if any(c and c[1] for c in caps) else None,
                 captions=[c[0] if c else "" for c in caps] if any(caps) else None,
             )
+
+    @property
+    def has_label_maps(self) -> bool:  # type: ignore[override]
+        return all(s.labelmap_dir is not None for name, s in self.parts.items() if name != "all")
+
+
+def _check_labelmaps(files: list[Path], lm_dir: Path) -> None:
+    """Every image needs its label map (same stem, .png) in ``lm_dir``: name the first one missing."""
+    for p in files:
+        if not (lm_dir / (p.stem + ".png")).is_file():
+            raise DataError(f"{lm_dir}: no label map for image {p.name} (expected {lm_dir / (p.stem + '.png')}); "
+                            f"labelmaps/ must hold one PNG per image in images/, same stem - add it or remove the "
+                            f"labelmaps/ folder")

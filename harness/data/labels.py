@@ -17,6 +17,8 @@ folder      identity: ``labelmaps/`` PNGs use the phantom    whatever values occ
             values (LV = 3, LA = 5, ...)
 ==========  ==============================================  =====================================
 
+Sources map their values onto the phantom's when they read them, so image sets (and the segmentation tasks) always
+hold phantom values; :func:`source_values` lists those a source may hold (CAMUS: 0, 2, 3, 5; EchoNet: 0, 3).
 Scoring across sources (the segmentation tasks, :func:`to_classes`): a structure is scored when both sides' tables
 annotate it (:func:`scored_structures`: ``background`` and ``tissue`` are never scored) and it occurs in both sides'
 label maps; the others are skipped with a note, never counted as zero. One convention differs between sources: CAMUS's
@@ -78,7 +80,7 @@ def to_phantom_labels(label_map: np.ndarray, source: str, *, where: str = "") ->
     lut = np.zeros(256, dtype=np.uint8)
     for v, name in table.items():
         lut[v] = LABELS[name]
-    return lut[np.asarray(label_map, dtype=np.uint8)]
+    return lut[np.asarray(label_map).astype(np.intp)]  # every value is in the table (checked above)
 
 
 def structures(source: str) -> tuple[str, ...]:
@@ -137,18 +139,36 @@ def lv_myocardium(label_map: np.ndarray) -> np.ndarray:
     return (walls & nearest_lv) | (lab == LABELS["ivs"])
 
 
+def source_values(source: str) -> dict[int, str]:
+    """The phantom values a ``source``'s label maps hold once loaded (sources map their own values with
+    :func:`to_phantom_labels` when they read them, so image sets always store phantom values), with their names."""
+    check_source(source)
+    return {LABELS[name]: name for name in SOURCE_LABELS[source].values()}
+
+
+def check_values(label_map: np.ndarray, source: str, *, where: str = "") -> None:
+    """A :class:`DataError` naming ``where`` when a loaded ``source`` label map holds a phantom value that the source
+    does not annotate (e.g. an EchoNet map with anything but 0 and the LV's 3)."""
+    allowed = source_values(source)
+    bad = sorted({int(v) for v in np.unique(label_map)} - set(allowed))
+    if bad:
+        raise DataError(f"{where + ': ' if where else ''}label value(s) {bad} are not in the {source} label table "
+                        f"(phantom values allowed for {source}: {sorted(allowed)}; see harness/data/labels.py)")
+
+
 def to_classes(label_map: np.ndarray, source: str, scored: tuple[str, ...], *, lv_myocardium_only: bool = False,
                where: str = "") -> np.ndarray:
-    """A ``source`` label map → a class-index map for segmentation (uint8): ``k + 1`` where structure
-    ``scored[k]`` is, 0 elsewhere (background, tissue and every structure not scored).
+    """A loaded ``source`` label map (phantom values, see :func:`source_values`) → a class-index map for
+    segmentation (uint8): ``k + 1`` where structure ``scored[k]`` is, 0 elsewhere (background, tissue and every
+    structure not scored).
 
     ``lv_myocardium_only`` (see :func:`lv_myocardium_convention`): ``myocardium`` is the LV myocardium; a
     full-anatomy map (a source not in :data:`LV_MYOCARDIUM_SOURCES`) is reduced by :func:`lv_myocardium` and its
-    ``ivs`` then counts as myocardium, not as a structure of its own. Values outside the source's table are a
-    :class:`DataError` (:func:`to_phantom_labels`).
+    ``ivs`` then counts as myocardium, not as a structure of its own. A value the source does not annotate is a
+    :class:`DataError` (:func:`check_values`).
     """
-    check_source(source)
-    lab = to_phantom_labels(label_map, source, where=where)
+    lab = np.asarray(label_map)
+    check_values(lab, source, where=where)
     out = np.zeros(lab.shape, dtype=np.uint8)
     derive = lv_myocardium_only and source not in LV_MYOCARDIUM_SOURCES
     for k, name in enumerate(scored):

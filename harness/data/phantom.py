@@ -468,9 +468,11 @@ class PhantomSource(DataSource):
         unknown = sorted(set(options) - set(cls.OPTIONS))
         if unknown:
             raise UsageError(f"phantom: unknown option(s) {', '.join(unknown)}; valid: {', '.join(cls.OPTIONS)}")
-        split = arg or cls.default_split
+        requested = (arg or "").lstrip("@").strip().lower() or None  # phantom:test (or phantom@test)
+        split = requested or cls.default_split
         source = cls(**options)
         source.check_split(split)
+        source.requested_split = requested
         return source, split
 
     def count(self, split: str) -> int | None:

@@ -11,7 +11,8 @@ The root is, in order: the ``root`` argument, ``$ECHOBENCH_CACHE/features``, or
 ``platformdirs.user_cache_dir("echobench")/features``; never the package folder.
 
 Images → features → statistics are the two cached stages (torch-fidelity's naming); metrics are not
-cached. :func:`feature_statistics` and :func:`sqrt_psd` are the pure functions behind the statistics.
+cached. The statistics are :func:`tasks.fid_math.gaussian_stats` (mean, covariance, its square root and ``n``): one
+implementation for the cache and the metrics.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -30,11 +30,12 @@ import numpy as np
 
 from harness.errors import DataError
 from harness.features.base import FeatureExtractor
+from harness.io import atomic_write
 
 log = logging.getLogger(__name__)
 
 ENV_CACHE = "ECHOBENCH_CACHE"
-STATS_VERSION = "1"
+STATS_VERSION = "2"  # 2: tasks.fid_math.gaussian_stats, with n
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -46,30 +47,6 @@ def default_cache_root() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("echobench")) / "features"
-
-
-# pure statistics -------------------------------------------------------------------------------
-def sqrt_psd(matrix: np.ndarray) -> np.ndarray:
-    """Symmetric square root of a symmetric positive semi-definite matrix via ``numpy.linalg.eigh``.
-
-    The matrix is symmetrised first; eigenvalues below 0 (round-off for a singular covariance, e.g. when
-    N < dimension) are clipped to 0. Returns S = V diag(√λ) Vᵀ with S = Sᵀ and S @ S ≈ matrix.
-    """
-    m = np.asarray(matrix, dtype=np.float64)
-    m = (m + m.T) / 2.0
-    eigval, eigvec = np.linalg.eigh(m)
-    root = np.sqrt(np.clip(eigval, 0.0, None))
-    s = (eigvec * root) @ eigvec.T
-    return (s + s.T) / 2.0
-
-
-def feature_statistics(features: np.ndarray) -> dict[str, np.ndarray]:
-    """``mu`` (mean), ``sigma`` (``np.cov(ddof=1, rowvar=False)``) and ``sqrt_sigma`` (:func:`sqrt_psd`), float64."""
-    f = np.asarray(features, dtype=np.float64)
-    if f.ndim != 2 or f.shape[0] < 2:
-        raise DataError(f"statistics need a (N, D) feature array with N >= 2 images; got shape {f.shape}")
-    sigma = np.atleast_2d(np.cov(f, rowvar=False, ddof=1))
-    return {"mu": f.mean(axis=0), "sigma": sigma, "sqrt_sigma": sqrt_psd(sigma)}
 
 
 # the cache -------------------------------------------------------------------------------------
@@ -113,18 +90,20 @@ class FeatureCache:
 
     def reference_stats(self, content_hash: str, extractor: FeatureExtractor,
                         features: np.ndarray) -> dict[str, np.ndarray]:
-        """Cached :func:`feature_statistics` of ``features`` (the features of image set ``content_hash``)."""
+        """Cached :func:`tasks.fid_math.gaussian_stats` of ``features`` (of image set ``content_hash``):
+        ``dict(mu, sigma, sqrt_sigma, n)``."""
+        from tasks.fid_math import gaussian_stats
+
         kind = f"stats{STATS_VERSION}"
         meta = self._meta(content_hash, extractor, kind)
         path = self.path(content_hash, extractor, kind)
-        names = ("mu", "sigma", "sqrt_sigma")
-        cached = self._load(path, meta, names)
-        if cached is not None and cached["mu"].shape[0] == np.shape(features)[1]:
+        cached = self._load(path, meta, ("mu", "sigma", "sqrt_sigma", "n"))
+        if cached is not None and cached["mu"].shape[0] == np.shape(features)[1] and int(cached["n"]) == len(features):
             self.hits += 1
-            return cached
+            return {**cached, "n": int(cached["n"])}
         self.misses += 1
-        stats = feature_statistics(features)
-        self._save(path, meta, stats)
+        stats = gaussian_stats(features)
+        self._save(path, meta, {**stats, "n": np.asarray(stats["n"])})
         return stats
 
     # storage -------------------------------------------------------------------------------------
@@ -149,15 +128,11 @@ class FeatureCache:
         return arrays
 
     def _save(self, path: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
                 np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+
+        atomic_write(path, write)
         log.debug("wrote %s", path)
 
 

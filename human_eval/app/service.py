@@ -37,7 +37,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from harness.errors import DataError, StoreError, UsageError
-from harness.imageset import IMAGE_SUFFIXES, ImageSet
+from harness.imageset import ImageSet
+from harness.io import IMAGE_SUFFIXES
 from harness.store import Participant, Rating, RatingRevision, Run, Store, Study, StudyImage
 from human_eval.app.design import balanced_latin_square, participant_plan
 from human_eval.schema import FLAG_COLUMNS, canonical_source
@@ -521,7 +522,7 @@ def rating_history(store: Store, study: str | int) -> pd.DataFrame:
 def write_export(store: Store, study: str | int, out_dir: Path) -> list[Path]:
     """Write ``ratings.csv``, ``participants.csv`` and ``images.csv`` (the import format) and
     ``rating_history.csv`` (every saved answer, changed ones included), each atomically, into ``out_dir``."""
-    from harness.imageset import atomic_write_bytes
+    from harness.io import atomic_write_bytes
 
     ratings, parts, images = export_ratings(store, study)
     history = rating_history(store, study)

@@ -79,7 +79,8 @@ def test_to_classes_camus_convention_on_phantom_and_camus_maps():
     phantom = L.to_classes(_phantom_map(), "phantom", scored, lv_myocardium_only=True)
     assert (phantom == 2).sum() == 4 * 1 + 4 * 2  # septum + LV free wall, not the RV or LA walls
     assert (phantom == 1).sum() == 16 and (phantom == 3).sum() == 12
-    camus = np.array([[0, 1, 2, 3]], np.uint8)  # CAMUS values: LV 1, myocardium 2, LA 3
+    camus = L.to_phantom_labels(np.array([[0, 1, 2, 3]], np.uint8), "camus")  # as the CAMUS source loads it
+    np.testing.assert_array_equal(camus, [[0, 3, 2, 5]])
     np.testing.assert_array_equal(L.to_classes(camus, "camus", scored, lv_myocardium_only=True), [[0, 1, 2, 3]])
     # the phantom's own convention: every wall is myocardium, the septum its own structure
     full = L.to_classes(_phantom_map(), "phantom", ("myocardium", "ivs"), lv_myocardium_only=False)
@@ -91,3 +92,16 @@ def test_echonet_lv_on_phantom_maps():
     lv = L.to_classes(_phantom_map(), "phantom", ("lv",))
     np.testing.assert_array_equal(lv == 1, _phantom_map() == L.LABELS["lv"])
     np.testing.assert_array_equal(L.to_classes(np.array([[0, 3, 3]], np.uint8), "echonet", ("lv",)), [[0, 1, 1]])
+
+
+@pytest.mark.parametrize("source", sorted(EXPECTED))
+def test_loaded_maps_hold_phantom_values_of_the_annotated_structures(source):
+    """Image sets store what sources yield after mapping: phantom values of the structures the source annotates."""
+    allowed = L.source_values(source)
+    assert allowed == {L.LABELS[name]: name for name in EXPECTED[source].values()}
+    loaded = L.to_phantom_labels(np.array([sorted(EXPECTED[source])], np.uint8), source)
+    L.check_values(loaded, source)  # what a source yields is always accepted
+    outside = sorted(set(range(12)) - set(allowed))
+    if outside:
+        with pytest.raises(DataError, match=rf"map.png: label value\(s\) \[{outside[0]}\] are not in the {source}"):
+            L.check_values(np.array([[0, outside[0]]], np.uint8), source, where="map.png")

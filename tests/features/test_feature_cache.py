@@ -10,7 +10,8 @@ import scipy.linalg
 
 from harness.errors import DataError
 from harness.features.base import FeatureExtractor
-from harness.features.cache import FeatureCache, extract_features, feature_statistics, sqrt_psd
+from harness.features.cache import FeatureCache, extract_features
+from tasks.fid_math import gaussian_stats, sqrtm_psd
 
 
 class Dummy(FeatureExtractor):
@@ -101,22 +102,23 @@ def test_reference_stats_against_numpy_and_scipy(tmp_path):
     assert cache.hits == 1
     for k in ("mu", "sigma", "sqrt_sigma"):
         np.testing.assert_array_equal(again[k], stats[k])
+    assert stats["n"] == again["n"] == len(feats)  # the cached statistics keep N (FID results report n_ref)
 
 
 def test_sqrt_psd_singular_covariance():
     """N < D: singular covariance, tiny negative eigenvalues are clipped (no NaN)."""
     feats = np.random.default_rng(2).normal(size=(4, 10))
-    stats = feature_statistics(feats)
+    stats = gaussian_stats(feats)
     s = stats["sqrt_sigma"]
     assert np.isfinite(s).all()
     np.testing.assert_allclose(s @ s, stats["sigma"], atol=1e-10)
     assert np.linalg.eigvalsh(s).min() > -1e-10
-    np.testing.assert_allclose(sqrt_psd(np.diag([4.0, 9.0, 0.0])), np.diag([2.0, 3.0, 0.0]), atol=1e-12)
+    np.testing.assert_allclose(sqrtm_psd(np.diag([4.0, 9.0, 0.0])), np.diag([2.0, 3.0, 0.0]), atol=1e-12)
 
 
 def test_statistics_need_two_images():
-    with pytest.raises(DataError, match="N >= 2"):
-        feature_statistics(np.zeros((1, 3)))
+    with pytest.raises(DataError):
+        gaussian_stats(np.zeros((1, 3)))
 
 
 def test_extract_features_rebatches_in_order():

@@ -67,9 +67,10 @@ class TaskContext:
     progress: ``progress(k, total=None)`` advances the task's progress bar.
 
     Labels and conditions (loaded lazily like images; see ``TaskSpec.needs_labels``/``needs_conditions``):
-    ``*_label_maps()`` returns one uint8 (H, W) label map or ``None`` per image, in the values of the table
-    ``harness.data.labels.SOURCE_LABELS[*_label_source]`` (generated sets: ``"phantom"`` unless the generator
-    copies a source's own maps, e.g. ``real`` on EchoNet: ``"echonet"``); ``*_conditions()`` one condition name or
+    ``*_label_maps()`` returns one uint8 (H, W) label map or ``None`` per image, in phantom values (sources map
+    theirs on load); ``*_label_source`` names the source whose annotations they are (which structures exist and what
+    ``myocardium`` means: ``harness.data.labels.source_values``; generated sets: ``"phantom"`` unless the generator
+    copies a source's own maps, e.g. ``real`` on CAMUS: ``"camus"``); ``*_conditions()`` one condition name or
     ``None`` per image. The ``gen_*`` lists align with ``gen_images()``, ``ref_*`` with ``ref_images()`` and
     ``train_*`` with ``train_images()``. ``generator`` names the generator (``real`` trains ``seg-utility`` on
     the training split: its own images may be the reference set). ``cache_dir``: where tasks cache trained

@@ -45,7 +45,14 @@ class RealGenerator(Generator):
                 f"data source {self.data.name!r} split {self.split!r} has {count} images; asked for {n} (use --n {count})"
             )
         for batch in self.data.iter_batches(self.split, n - start, start=start, batch_size=batch_size):
-            yield GeneratedBatch(images=batch.images, conditions=batch.conditions, source_ids=batch.ids)
+            yield GeneratedBatch(images=batch.images, conditions=batch.conditions, label_maps=batch.label_maps,
+                                 source_ids=batch.ids)
+
+    @property
+    def label_source(self) -> str:
+        """Whose annotation conventions its copied label maps follow (``harness.data.labels``; phantom values)."""
+        return self.data.name
 
     def fingerprint(self) -> dict:
-        return {"generator": self.name, "data": self.data.fingerprint(), "split": self.split}
+        # "label_maps": sets written before real copied label maps (which lack them) are not reused
+        return {"generator": self.name, "data": self.data.fingerprint(), "split": self.split, "label_maps": 1}

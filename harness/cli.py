@@ -117,15 +117,19 @@ def _fmt(x: Optional[float]) -> str:
 
 
 def print_results(outcomes, as_json: bool) -> None:
-    """One JSON object per result, or one rich table for all runs."""
+    """One JSON object per result (non-finite numbers as null), or one rich table for all runs ("n/a" where a task
+    does not apply, e.g. segmentation utility for a generator without label maps)."""
+    from harness.io import jsonable
+
     if as_json:
         for o in outcomes:
             for task, r in o.results:
-                sys.stdout.write(json.dumps({
-                    "run_id": o.run_id, "generator": o.generator, "task": task, "metric": r.metric,
-                    "value": r.value, "ci_low": r.ci_low, "ci_high": r.ci_high,
-                    "feature_space": r.feature_space, "n": r.n, "substitute_features": r.substitute,
-                }) + "\n")
+                row = {"run_id": o.run_id, "generator": o.generator, "task": task, "metric": r.metric,
+                       "value": r.value, "ci_low": r.ci_low, "ci_high": r.ci_high,
+                       "feature_space": r.feature_space, "n": r.n, "substitute_features": r.substitute}
+                if r.details.get("not_applicable"):
+                    row["not_applicable"] = r.details["not_applicable"]
+                sys.stdout.write(json.dumps(jsonable(row), allow_nan=False) + "\n")  # NaN -> null: valid JSON
         return
     table = Table(title="EchoBench results", show_lines=False)
     for col in ("generator", "task", "metric", "value", "95% CI", "feature space", "n", "run"):
@@ -135,7 +139,8 @@ def print_results(outcomes, as_json: bool) -> None:
             ci = f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if r.ci_low is not None else "—"
             space = (r.feature_space or "—") + (" (substitute, not FID)" if r.substitute else "")
             arrow = "↑" if r.higher_is_better else "↓"
-            table.add_row(o.generator, task, f"{r.metric} {arrow}", _fmt(r.value), ci, space, str(r.n or "—"), o.run_id[:8])
+            value = "n/a" if r.details.get("not_applicable") else _fmt(r.value)
+            table.add_row(o.generator, task, f"{r.metric} {arrow}", value, ci, space, str(r.n or "—"), o.run_id[:8])
     out.print(table)
 
 

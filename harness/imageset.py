@@ -330,8 +330,33 @@ class ImageSet:
     def load_images(self, n: int | None = None) -> list[np.ndarray]:
         return [im for batch in self.iter_images(n) for im in batch]
 
+    def load_label_maps(self, n: int | None = None) -> list[np.ndarray | None]:
+        """The label map of each of the first ``n`` images (uint8 (H, W), values as written) or ``None`` for an
+        image without one; an unreadable label-map file is a DataError naming it."""
+        entries = self.entries if n is None else self.entries[:n]
+        return [None if e.label_map is None else _read_label_map(self.root / e.label_map) for e in entries]
+
+    def conditions(self, n: int | None = None) -> list[str | None]:
+        """The condition recorded for each of the first ``n`` images (``None`` where none was)."""
+        entries = self.entries if n is None else self.entries[:n]
+        return [e.condition for e in entries]
+
     def info(self) -> dict:
         return json.loads(self.run_json.read_text()) if self.run_json.exists() else {}
+
+
+def _read_label_map(path: Path) -> np.ndarray:
+    """A label-map PNG as uint8 (H, W) with its stored values (8-bit grayscale; never converted to RGB)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode not in ("L", "P"):
+                raise DataError(f"label map {path} has mode {im.mode}; label maps are 8-bit single-channel PNGs")
+            return np.asarray(im, dtype=np.uint8)
+    except FileNotFoundError as exc:
+        raise DataError(f"label map {path} does not exist (the image set's manifest names it)") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"cannot read label map {path}: {exc}") from exc
 
 
 def _append_lines(path: Path, entries: Sequence[ManifestEntry]) -> None:

@@ -223,6 +223,9 @@ tasks: Registry = Registry(
         "color-shift": "tasks.color_shift:ColorShiftTask",
         "memorization": "tasks.memorization:MemorizationTask",
         "cmmd": "tasks.cmmd:CMMDTask",
+        "seg-utility": "tasks.seg_utility:SegUtilityTask",
+        "anatomy-faithfulness": "tasks.anatomy_faithfulness:AnatomyFaithfulnessTask",
+        "condition-fidelity": "tasks.condition_fidelity:ConditionFidelityTask",
     },
 )
 

@@ -125,6 +125,7 @@ class RunPlan:
     train: RealSet | None
     gen_key: str
     gen_info: dict
+    real_train: RealSet | None = None  # the data source's labelled training split (segmentation/condition tasks)
 
     @property
     def spaces(self) -> str | None:
@@ -140,7 +141,8 @@ def plan(req: RunRequest, dist: Dist) -> RunPlan:
     from harness.validate import validate_device
 
     tasks = _plan_tasks(req)
-    needs = {flag: any(getattr(t.spec, flag) for _, t in tasks) for flag in ("needs_features", "needs_reference", "needs_train")}
+    needs = {flag: any(getattr(t.spec, flag) for _, t in tasks)
+             for flag in ("needs_features", "needs_reference", "needs_train", "needs_real_train")}
     device = dist.device(validate_device(req.device))
     extractors = _plan_extractors(req.features, device, req.weights) if needs["needs_features"] else []
     data = DataSpec.parse(req.data or "phantom")
@@ -165,6 +167,8 @@ def plan(req: RunRequest, dist: Dist) -> RunPlan:
     train_spec = req.train_data or gen.train_data
     train = _real_set("training set", train_spec, data, data.source.train_split, req.n_train, n) \
         if needs["needs_train"] and extractors else None
+    real_train = _real_set("real training split", None, data, data.source.train_split, req.n_train, n) \
+        if needs["needs_real_train"] else None
     parts = {"fingerprint": gen.fingerprint(), "checkpoint": ck_hash, "seed": req.seed if gen.uses_seed else None,
              "conditions": req.conditions}
     if reference is not None and _same_images(gen, reference.generator()):
@@ -174,7 +178,7 @@ def plan(req: RunRequest, dist: Dist) -> RunPlan:
     info = {"generator": req.generator, **parts, "versions": versions(), "git_sha": git_sha()}
     home = Path(req.home) if req.home else default_home()
     return RunPlan(req, dist, device, home, data, gen, ck_hash, n, tasks, extractors, reference, train,
-                   run_key(parts), info)
+                   run_key(parts), info, real_train)
 
 
 def _plan_tasks(req: RunRequest) -> list[tuple[str, Task]]:
@@ -226,6 +230,7 @@ class ImageSets:
     n: int
     ref: ImageSet | None = None
     train: ImageSet | None = None
+    real_train: ImageSet | None = None
     overlap: int = 0  # generated images identical to reference images
 
 
@@ -246,6 +251,8 @@ def materialize(p: RunPlan, reporter: Reporter) -> ImageSets:
             log.warning("%d of %d generated images are identical to reference images", sets.overlap, p.n)
     if p.train is not None:
         sets.train = _materialize_real(p, p.train, reporter)
+    if p.real_train is not None:
+        sets.real_train = _materialize_real(p, p.real_train, reporter)
     return sets
 
 
@@ -322,7 +329,30 @@ def _context(p: RunPlan, sets: ImageSets, f: Features | None, task: str, artifac
         ctx.ref_images = lambda: sets.ref.load_images(p.reference.n)
     if sets.train is not None:
         ctx.train_images = lambda: sets.train.load_images(p.train.n)
+    _label_context(ctx, p, sets, dict(p.tasks)[task].spec)
     return ctx
+
+
+def _label_context(ctx: TaskContext, p: RunPlan, sets: ImageSets, spec) -> None:
+    """Label maps, conditions and the real training split, for the tasks that ask for them (loaded lazily)."""
+    from harness.features.cache import default_cache_root
+
+    ctx.generator, ctx.device, ctx.cache_dir = p.request.generator, p.device, default_cache_root().parent
+    if spec.needs_labels:
+        ctx.gen_label_maps = lambda: sets.gen.load_label_maps(p.n)
+        ctx.gen_label_source = getattr(p.generator, "label_source", "phantom")
+        if sets.ref is not None:
+            ctx.ref_label_maps = lambda: sets.ref.load_label_maps(p.reference.n)
+            ctx.ref_label_source = p.reference.spec.name
+    if spec.needs_conditions:
+        ctx.gen_conditions = lambda: sets.gen.conditions(p.n)
+        if sets.ref is not None:
+            ctx.ref_conditions = lambda: sets.ref.conditions(p.reference.n)
+    if sets.real_train is not None and spec.needs_real_train:
+        ctx.train_images = lambda: sets.real_train.load_images(p.real_train.n)
+        ctx.train_label_maps = lambda: sets.real_train.load_label_maps(p.real_train.n)
+        ctx.train_label_source = p.real_train.spec.name
+        ctx.train_conditions = lambda: sets.real_train.conditions(p.real_train.n)
 
 
 def record(store, p: RunPlan, run_id: str, sets: ImageSets, results: list[tuple[str, MetricResult]],

@@ -25,6 +25,15 @@ class TaskSpec:
     needs_features: bool = True
     needs_images: bool = False
     needs_train: bool = False  # features of the generator's training set (memorisation)
+    #: label maps: of the generated set (``gen_label_maps``/``gen_label_source``), of the reference set
+    #: (``ref_label_maps``/``ref_label_source``) when ``needs_reference``, and of the data source's real training
+    #: split (``train_images``/``train_label_maps``/``train_label_source``) when ``needs_real_train``
+    needs_labels: bool = False
+    #: conditions: ``gen_conditions``, ``ref_conditions`` and (with ``needs_real_train``) ``train_conditions``
+    needs_conditions: bool = False
+    #: the data source's real training split (``<data>:train``, never the generator's own training data):
+    #: ``train_images`` plus the labels/conditions asked for above; trained models go to ``cache_dir``
+    needs_real_train: bool = False
     default_features: str | None = "inception"
     parameters: dict[str, Any] = field(default_factory=dict)  # name -> default (its type is the option's type)
     #: name -> (low, high), inclusive: the option's allowed range (numbers); see :func:`parse_option`
@@ -128,6 +137,16 @@ class TaskContext:
     artifacts_dir: where the task may write figures/galleries; it returns their paths in
         ``artifacts`` (kind -> path) so the runner records them.
     progress: ``progress(k, total=None)`` advances the task's progress bar.
+
+    Labels and conditions (loaded lazily like images; see ``TaskSpec.needs_labels``/``needs_conditions``):
+    ``*_label_maps()`` returns one uint8 (H, W) label map or ``None`` per image, in phantom values (sources map
+    theirs on load); ``*_label_source`` names the source whose annotations they are (which structures exist and what
+    ``myocardium`` means: ``harness.data.labels.source_values``; generated sets: ``"phantom"`` unless the generator
+    copies a source's own maps, e.g. ``real`` on CAMUS: ``"camus"``); ``*_conditions()`` one condition name or
+    ``None`` per image. The ``gen_*`` lists align with ``gen_images()``, ``ref_*`` with ``ref_images()`` and
+    ``train_*`` with ``train_images()``. ``generator`` names the generator (``real`` trains ``seg-utility`` on
+    the training split: its own images may be the reference set). ``cache_dir``: where tasks cache trained
+    models (None: no caching); ``device``: where they train (``auto``: CUDA when available).
     """
 
     feature_space: str | None
@@ -148,6 +167,18 @@ class TaskContext:
     #: ``metric_namer(family) -> name``: the extractor's naming rule (``FD`` → ``FID``/``FD_<space>``, ...);
     #: the runner passes ``extractor.metric_name``. Tasks name their results through :meth:`metric_name`.
     metric_namer: Callable[[str], str] | None = None
+    generator: str | None = None
+    gen_label_maps: Callable[[], Sequence[np.ndarray | None]] | None = None
+    gen_label_source: str = "phantom"
+    gen_conditions: Callable[[], Sequence[str | None]] | None = None
+    ref_label_maps: Callable[[], Sequence[np.ndarray | None]] | None = None
+    ref_label_source: str | None = None
+    ref_conditions: Callable[[], Sequence[str | None]] | None = None
+    train_label_maps: Callable[[], Sequence[np.ndarray | None]] | None = None
+    train_label_source: str | None = None
+    train_conditions: Callable[[], Sequence[str | None]] | None = None
+    cache_dir: Path | None = None
+    device: str = "auto"
 
     def metric_name(self, family: str) -> str:
         """The stored name of a ``family`` result (``FD``, ``KD``, ``MMD``) in this context's feature space."""

@@ -1,0 +1,29 @@
+"""End to end: `harness run --generator real --task seg-utility` with tiny task options (needs the runner wiring of
+issue 17: label maps, conditions, the real training split, cache dir and device in the TaskContext)."""
+
+from __future__ import annotations
+
+import json
+
+from tests.test_cli import harness
+
+TINY = ["seg-utility.size=64", "seg-utility.channels=8,16,32", "seg-utility.res_units=0", "seg-utility.steps=40",
+        "seg-utility.batch_size=8", "seg-utility.seeds=1", "seg-utility.n_boot=100"]
+
+
+def test_cli_seg_utility_on_real():
+    args = ["run", "--generator", "real", "--task", "seg-utility", "--n", "12", "--n-ref", "12", "--n-train", "24",
+            "--json"]
+    for opt in TINY:
+        args += ["--task-option", opt]
+    proc = harness(*args)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["metric"]: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert {"mean_dice", "dice_lv", "hd95_lv", "dice_la"} <= set(rows)
+    assert 0 < rows["mean_dice"]["value"] <= 1 and rows["mean_dice"]["n"] == 12
+    assert all(r["task"] == "seg-utility" for r in rows.values())
+    # the second run loads the cached segmenter (same data, task options, seed) and prints the same numbers
+    again = harness(*args)
+    assert again.returncode == 0, again.stderr
+    assert {r["metric"]: r["value"] for r in map(json.loads, again.stdout.splitlines())} == \
+        {m: r["value"] for m, r in rows.items()}

@@ -240,7 +240,9 @@ def fid_family(
             out["fid"] = DistanceResult(value, lo, hi, n, {
                 **base, "trace_sqrt": tr_sqrt, **info,
                 "covers": "E[FID_N]: the expected FID of N generated samples against the reference statistics "
-                          "(held fixed); FID_N is biased upward by ≈ k/N, see FID∞ for the N → ∞ value"})
+                          "(held fixed); FID_N is biased upward by ≈ k/N, see FID∞ for the N → ∞ value",
+                "ci_basis": "centred bootstrap over generated samples: FID + percentiles of (FID*_b − mean FID*)"
+                            if ci_method == "centred" else "percentile bootstrap over generated samples"})
         if "fid_inf" in metrics:
             t0 = time.perf_counter()
             inv_n, subsets = [], []

@@ -164,7 +164,7 @@ MUTATIONS = (
              "the coverage study's KID truth is wrong"),
     Mutation("study_counts_misses", "tasks/interval_study.py",
              "            hits.append(v.ci_low <= truth <= v.ci_high)", "            hits.append(v.ci_low <= truth)",
-             ("tests/test_validate_intervals.py::test_a_narrow_interval_fails_its_row",),
+             ("tests/test_validate_intervals.py::test_an_interval_entirely_below_the_truth_never_covers",),
              "the coverage study counts one-sided hits"),
 )
 

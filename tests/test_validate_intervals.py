@@ -76,3 +76,17 @@ def test_bad_options_are_usage_errors():
     assert isinstance(res.exception, UsageError) and "bogus" in str(res.exception)
     res = CliRunner().invoke(app, ["validate-intervals", "--dims", "8,x"])
     assert isinstance(res.exception, UsageError) and "--dims" in str(res.exception)
+
+
+def test_an_interval_entirely_below_the_truth_never_covers(monkeypatch):
+    from tasks import fid
+
+    real_kid = fid.kid
+
+    def shifted_kid(*a, **k):  # right width, wrong place: both ends below any plausible truth
+        r = real_kid(*a, **k)
+        return fid.DistanceResult(r.value, r.ci_low - 2.0, r.ci_low - 1.0, r.n, r.details)
+
+    monkeypatch.setattr(fid, "kid", shifted_kid)
+    (row,) = st.coverage_study(dims=(4,), ns=(40,), kinds=("different",), reps=10, n_boot=20, families=("kid",))
+    assert row.covered == 0 and row.coverage == 0.0 and not row.passed

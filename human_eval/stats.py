@@ -460,12 +460,19 @@ def cluster_bootstrap(df: pd.DataFrame, dv: str = "rating", between: str = "sour
     """Participant-clustered bootstrap of each source's mean-rating difference from the reference.
 
     Participants are resampled with replacement (all their ratings travel together); the difference of
-    rating means (source - reference) is recomputed per resample; percentile CI.
+    rating means (source - reference) is recomputed per resample. With few participants the plain percentile
+    interval is too narrow (simulated coverage 92 % at nominal 95 % with 17 participants; ``harness
+    validate-intervals``): the bootstrap variance of a mean over P clusters is (P - 1)/P of the unbiased one,
+    and its spread is a t-, not a normal spread. The reported CI is therefore the percentile interval with each
+    side's distance from the estimate multiplied by ``c = sqrt(P/(P-1)) * t_{P-1}(1 - a/2) / z(1 - a/2)``
+    (1.12 for P = 17; -> 1 as P grows); the plain percentile interval is in ``ci_low_percentile`` /
+    ``ci_high_percentile``.
 
     Returns
     -------
     DataFrame
-        ``source, reference, diff, se, ci_low, ci_high, n_participants, n_boot, note``.
+        ``source, reference, diff, se, ci_low, ci_high, ci_low_percentile, ci_high_percentile, expansion,
+        n_participants, n_boot, note``.
     """
     rng = np.random.default_rng(seed)
     order = source_order(df, between, reference)
@@ -483,11 +490,15 @@ def cluster_bootstrap(df: pd.DataFrame, dv: str = "rating", between: str = "sour
         bmeans = (w @ sums.to_numpy(float)) / (w @ cnts.to_numpy(float))
     obs = sums.sum().to_numpy(float) / cnts.sum().to_numpy(float)
     a = (1 - ci) / 2
+    expand = float(np.sqrt(P / (P - 1)) * sps.t.ppf(1 - a, P - 1) / sps.norm.ppf(1 - a))
     for j, s in enumerate(order[1:], start=1):
         d = bmeans[:, j] - bmeans[:, 0]
         d = d[np.isfinite(d)]
-        rows.append({between: s, "reference": reference, "diff": obs[j] - obs[0], "se": d.std(ddof=1),
-                     "ci_low": np.quantile(d, a), "ci_high": np.quantile(d, 1 - a), "n_participants": P,
+        est = obs[j] - obs[0]
+        q_lo, q_hi = np.quantile(d, a), np.quantile(d, 1 - a)
+        rows.append({between: s, "reference": reference, "diff": est, "se": d.std(ddof=1),
+                     "ci_low": est - expand * (est - q_lo), "ci_high": est + expand * (q_hi - est),
+                     "ci_low_percentile": q_lo, "ci_high_percentile": q_hi, "expansion": expand, "n_participants": P,
                      "n_boot": n_boot, "note": "" if d.size == n_boot else f"{n_boot - d.size} resamples lacked a source"})
     return pd.DataFrame(rows)
 

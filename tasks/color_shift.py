@@ -291,7 +291,8 @@ class ColorShiftTask(Task):
             MetricResult("color_shift_fraction", res.value, res.ci_low, res.ci_high, res.n, higher_is_better=False,
                          details={**base, "ref_flag_rate": res.ref_flag_rate, "ref_ci": list(res.ref_ci),
                                   "hue_classes": res.hue_classes, "top_flagged": top_rows,
-                                  "ci": "Wilson 95%"}),
+                                  "ci": "Wilson 95%", "covers": "the probability that a generated image's chroma "
+                                  "exceeds this threshold (threshold held fixed)"}),
             MetricResult("gray_level_w1", res.gray_w1, None, None, res.n, higher_is_better=False,
                          details={"units": "gray levels (0-255), 1-D Wasserstein of luma inside the sector",
                                   "n_ref": len(m_ref)}),

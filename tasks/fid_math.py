@@ -317,17 +317,25 @@ def poly_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def kernel_quadratic_forms(
-    xg: np.ndarray, xr: np.ndarray, zg: np.ndarray, zr: np.ndarray, wg: np.ndarray, *, block: int = 1024
+    xg: np.ndarray, xr: np.ndarray, zg: np.ndarray, zr: np.ndarray, wg: np.ndarray, *, block: int = 1024,
+    wr: np.ndarray | None = None,
 ) -> dict:
     """All kernel sums KID and its bootstrap need, computing the kernel matrices in row blocks (never stored).
 
-    zg (S × Ng), zr (S × Nr): 0/1 subset indicators, paired row by row. wg (B × Ng): bootstrap weights.
-    Returns ``gg_sub``, ``rr_sub``, ``gr_sub`` (S: zᵀKz sums), ``gg_boot`` (B: wᵀK_gg w), ``gr_boot``
-    (B: wᵀK_gr 1), ``rr_all`` (1ᵀK_rr 1), and the kernel diagonals ``diag_g``, ``diag_r``.
-    Cost: (Ng² + Nr² + Ng·Nr)·d for the kernels, (S + B)·N² for the forms.
+    zg (S × Ng), zr (S × Nr): 0/1 subset indicators, paired row by row. wg (B × Ng): bootstrap weights of
+    the generated samples; wr (B × Nr, optional): bootstrap weights of the reference samples (two-sample
+    bootstrap; default: the reference is fixed, all ones).
+    Returns ``gg_sub``, ``rr_sub``, ``gr_sub`` (S: zᵀKz sums), ``gg_boot`` (B: w_gᵀK_gg w_g), ``gr_boot``
+    (B: w_gᵀK_gr w_r), ``rr_boot`` (B: w_rᵀK_rr w_r), ``rr_all`` (1ᵀK_rr 1), and the kernel diagonals
+    ``diag_g``, ``diag_r``. Cost: (Ng² + Nr² + Ng·Nr)·d for the kernels, (S + B)·N² for the forms.
     """
     vg = np.vstack([zg, wg])  # (S + B) × Ng
-    zr_plus = np.vstack([zr, np.ones((1, xr.shape[0]))])  # (S + 1) × Nr
+    nb = wg.shape[0]
+    if wr is None:
+        wr = np.ones((nb, xr.shape[0]))
+    if wr.shape != (nb, xr.shape[0]):
+        raise ValueError(f"wr must be (B={nb}, Nr={xr.shape[0]}), got {wr.shape}")
+    zr_plus = np.vstack([zr, np.ones((1, xr.shape[0])), wr])  # (S + 1 + B) × Nr
     s = zg.shape[0]
     gg = np.zeros(vg.shape[0])
     cross = np.zeros((xg.shape[0], zr_plus.shape[0]))  # K_gr @ zr_plusᵀ
@@ -346,8 +354,9 @@ def kernel_quadratic_forms(
         "gg_boot": gg[s:],
         "rr_sub": rr[:s],
         "rr_all": float(rr[s]),
+        "rr_boot": rr[s + 1:],
         "gr_sub": np.einsum("si,is->s", zg, cross[:, :s]),
-        "gr_boot": wg @ cross[:, s],
+        "gr_boot": np.einsum("bi,ib->b", wg, cross[:, s + 1:]),
         "diag_g": (np.einsum("ij,ij->i", xg, xg) / xg.shape[1] + 1.0) ** 3,
         "diag_r": (np.einsum("ij,ij->i", xr, xr) / xr.shape[1] + 1.0) ** 3,
     }

@@ -1,0 +1,326 @@
+"""Do EchoBench's 95 % intervals cover what they claim? A simulation study with known truth.
+
+``coverage_study(...) -> list[CoverageRow]`` draws many synthetic data sets whose true value is known exactly
+(or, for E[FID_N], to Monte-Carlo precision far below the interval width), computes every interval EchoBench
+reports **with the public functions that produce the reported numbers**, and counts how often the interval
+contains the truth. ``harness validate-intervals`` prints the rows and exits 3 when a row is out of tolerance.
+
+=================================  ===============================  ===============================================
+interval (function)                target it claims to cover        synthetic truth
+=================================  ===============================  ===============================================
+FID_N, centred bootstrap           E[FID_N] at this N, reference    Gaussian generated features, exact reference
+(``fid.fid_from_features``)        statistics held fixed            statistics; E[FID_N] by Monte Carlo (``truth_reps``
+                                                                    independent sets)
+FID∞ (``fid.fid_infinity``)        population FID (N → ∞) against   Fréchet distance of the two Gaussians (closed
+                                   the fixed reference statistics   form)
+KID (``fid.kid``)                  population MMD² (poly kernel)    closed form of E k(x, y) for Gaussians
+                                   of the two distributions          (:func:`poly3_kernel_mean`); reference sampled too
+cluster bootstrap                  population difference of mean    latent-normal ratings with participant and
+(``stats.cluster_bootstrap``)      ratings (source − reference)     participant × source random effects, rounded and
+                                                                    clipped to 1..5; exact expectation from Φ
+TOST 90 % CI                       same difference (90 % CI)        same simulation
+(``stats.tost_vs_reference``)
+Wilson (flag rates: colour shift,  binomial proportion p            exact: Σ over k of Binom(n, p) pmf, no simulation
+artifact flags)
+=================================  ===============================  ===============================================
+
+A row **fails** when its binomial 95 % CI of the empirical coverage (Wilson) lies entirely below
+``nominal − tolerance`` (default 2.5 points): the data show the interval under-covers. A row whose CI lies
+entirely above ``nominal + tolerance`` passes with the note "conservative": wider than needed is reported,
+not failed (FID/KID are degenerate statistics when the two distributions are equal, and the bootstrap
+overstates FID's spread when N is not ≫ d; the width tests in ``tests/tasks/test_fid_references.py`` guard
+against intervals that are too wide for the bootstrap spread). With 400 simulated sets the CI half-width is
+≈ 2.2 points, so a true coverage of 90 % at nominal 95 % fails; ``--quick`` (fewer sets) only catches gross
+failures (e.g. a 50 % interval reported as 95 %).
+
+Every simulated set has its own seed (``numpy.random.default_rng([seed, row, rep])``): rows are reproducible
+and independent of which other rows run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+from harness.errors import UsageError
+
+__all__ = ["CoverageRow", "all_passed", "coverage_study", "gaussian_scenario", "poly3_kernel_mean", "poly3_mmd2",
+           "rating_expectation"]
+
+FAMILIES = ("fid", "fid_inf", "kid", "cluster_bootstrap", "tost", "wilson")
+
+
+@dataclass(frozen=True)
+class CoverageRow:
+    interval: str
+    target: str
+    scenario: str
+    nominal: float
+    reps: int
+    covered: int
+    coverage: float
+    cov_low: float  # Wilson 95 % CI of the empirical coverage
+    cov_high: float
+    tolerance: float
+    passed: bool
+    mean_width: float
+    seconds: float
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def all_passed(rows: Sequence[CoverageRow]) -> bool:
+    return all(r.passed for r in rows)
+
+
+def _wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    from tasks.color_shift import wilson_interval
+
+    return wilson_interval(k, n, level)
+
+
+def _row(interval, target, scenario, nominal, hits, widths, tol, t0, note="", exact=None, upper=False) -> CoverageRow:
+    hits = np.asarray(hits, dtype=bool)
+    reps = int(hits.size)
+    if exact is not None:  # exact coverage (no simulation noise)
+        cov, lo, hi = exact, exact, exact
+        k = reps
+    else:
+        k = int(hits.sum())
+        cov = k / reps
+        lo, hi = _wilson(k, reps)
+    passed = bool(hi >= nominal - tol and (lo <= nominal + tol or not upper))
+    if not upper and lo > nominal + tol:
+        note = "; ".join(x for x in (note, "conservative (wider than needed; allowed)") if x)
+    return CoverageRow(interval, target, scenario, nominal, reps, k, cov, lo, hi, tol, passed,
+                       float(np.mean(widths)) if len(widths) else float("nan"), time.perf_counter() - t0, note)
+
+
+# ------------------------------------------------------------------------------------------- known truths
+def poly3_kernel_mean(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray) -> float:
+    """E k(x, y) for the KID kernel k = (xᵀy/d + 1)³, x ~ N(μ₁, Σ₁), y ~ N(μ₂, Σ₂) independent (closed form).
+
+    Given y, xᵀy ~ N(μ₁ᵀy, yᵀΣ₁y), so E[(m + s)³ | y] = m³ + 3 m v with m = 1 + μ₁ᵀy/d, v = yᵀΣ₁y/d²; then
+    E m³ = m₀³ + 3 m₀ μ₁ᵀΣ₂μ₁/d² (m₀ = 1 + μ₁ᵀμ₂/d) and
+    E[m v] = (m₀ (μ₂ᵀΣ₁μ₂ + tr Σ₁Σ₂) + 2 μ₁ᵀΣ₂Σ₁μ₂/d) / d².
+    """
+    d = mu1.size
+    m0 = 1.0 + mu1 @ mu2 / d
+    e_m3 = m0**3 + 3.0 * m0 * (mu1 @ s2 @ mu1) / d**2
+    e_mv = (m0 * (mu2 @ s1 @ mu2 + np.trace(s1 @ s2)) + 2.0 * (mu1 @ s2 @ s1 @ mu2) / d) / d**2
+    return float(e_m3 + 3.0 * e_mv)
+
+
+def poly3_mmd2(mu_g, s_g, mu_r, s_r) -> float:
+    """Population MMD² of two Gaussians under the KID kernel: what KID estimates without bias."""
+    return (poly3_kernel_mean(mu_g, s_g, mu_g, s_g) + poly3_kernel_mean(mu_r, s_r, mu_r, s_r)
+            - 2.0 * poly3_kernel_mean(mu_g, s_g, mu_r, s_r))
+
+
+def gaussian_scenario(d: int, kind: str, seed: int = 0) -> dict:
+    """Generated and reference Gaussians: reference N(0, I); generated equal (``kind="equal"``) or shifted,
+    rescaled and rotated (``"different"``). Returns mu/sigma of both and the exact FID."""
+    from tasks.fid_math import frechet_distance
+
+    rng = np.random.default_rng([seed, d])
+    mu_r, s_r = np.zeros(d), np.eye(d)
+    if kind == "equal":
+        mu_g, s_g = mu_r.copy(), s_r.copy()
+    elif kind == "different":
+        q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+        s_g = q @ np.diag(np.linspace(0.6, 1.6, d)) @ q.T
+        mu_g = rng.standard_normal(d) * (0.3 / math.sqrt(d)) * math.sqrt(8)  # ‖μ‖² ≈ 0.72 for every d
+    else:
+        raise UsageError(f"unknown scenario kind {kind!r} (equal, different)")
+    return {"mu_g": mu_g, "s_g": s_g, "mu_r": mu_r, "s_r": s_r,
+            "fid": max(frechet_distance(mu_r, s_r, mu_g, s_g), 0.0)}
+
+
+def _draw(rng, mu, sigma, n):
+    lam, vec = np.linalg.eigh(sigma)
+    root = vec * np.sqrt(np.clip(lam, 0, None))
+    return mu + rng.standard_normal((n, mu.size)) @ root.T
+
+
+def rating_expectation(mu: float, sd: float, scale: tuple[int, int] = (1, 5)) -> float:
+    """E[clip(round(Z), lo, hi)] for Z ~ N(mu, sd²) (exact, from the normal CDF)."""
+    lo, hi = scale
+    edges = np.arange(lo, hi) + 0.5  # round-half boundaries between consecutive levels
+    cdf = sps.norm.cdf(edges, mu, sd)
+    p = np.diff(np.concatenate([[0.0], cdf, [1.0]]))
+    return float(p @ np.arange(lo, hi + 1))
+
+
+# ------------------------------------------------------------------------------------------------ studies
+def _seed(seed, *parts):
+    """An independent stream per (seed, labels...); strings enter through CRC-32 (stable across processes)."""
+    return np.random.default_rng([seed, *[zlib.crc32(p.encode()) if isinstance(p, str) else int(p) for p in parts]])
+
+
+def _study_fid_family(d, n, kind, reps, truth_reps, seed, n_boot, tol, families, progress) -> list[CoverageRow]:
+    from tasks import fid
+
+    sc = gaussian_scenario(d, kind, seed)
+    ref_stats = {"mu": sc["mu_r"], "sigma": sc["s_r"], "sqrt_sigma": np.eye(d)}
+    name = f"d={d} N={n} {kind}"
+    rows = []
+    upper = False  # over-coverage is reported ("conservative"), not failed: see the module docstring
+    if "fid" in families or "fid_inf" in families:
+        t0 = time.perf_counter()
+        hits_fid, hits_inf, w_fid, w_inf, est_fid = [], [], [], [], []
+        for r in range(reps):
+            g = _draw(_seed(seed, "fidset", d, n, kind, r), sc["mu_g"], sc["s_g"], n)
+            want = tuple(m for m in ("fid", "fid_inf") if m in families)
+            res = fid.fid_family(g, ref_stats, rng=_seed(seed, "fidboot", d, n, kind, r), metrics=want,
+                                 n_boot=n_boot, workers=1)
+            if "fid" in res:
+                est_fid.append(res["fid"])
+            if "fid_inf" in res:
+                v = res["fid_inf"]
+                hits_inf.append(v.ci_low <= sc["fid"] <= v.ci_high)
+                w_inf.append(v.ci_high - v.ci_low)
+            if progress:
+                progress(f"FID family {name}: set {r + 1}/{reps}")
+        if "fid" in families:
+            # E[FID_N]: independent sets, value only
+            tv = [fid.fid_from_features(_draw(_seed(seed, "fidtruth", d, n, kind, r), sc["mu_g"], sc["s_g"], n),
+                                        ref_stats, n_boot=0).value for r in range(truth_reps)]
+            e_fid = float(np.mean(tv))
+            hits_fid = [v.ci_low <= e_fid <= v.ci_high for v in est_fid]
+            w_fid = [v.ci_high - v.ci_low for v in est_fid]
+            rows.append(_row("FID_N (centred bootstrap)", f"E[FID_N] = {e_fid:.4g}", name, 0.95, hits_fid, w_fid, tol,
+                             t0, note=f"population FID {sc['fid']:.4g}; E[FID_N] from {truth_reps} sets "
+                                      f"(MC se {np.std(tv) / math.sqrt(truth_reps):.2g})", upper=upper))
+        if "fid_inf" in families:
+            rows.append(_row("FID∞", f"population FID = {sc['fid']:.4g}", name, 0.95, hits_inf, w_inf, tol, t0,
+                             upper=upper))
+    if "kid" in families:
+        t0 = time.perf_counter()
+        truth = poly3_mmd2(sc["mu_g"], sc["s_g"], sc["mu_r"], sc["s_r"])
+        hits, widths = [], []
+        for r in range(reps):
+            rng = _seed(seed, "kidset", d, n, kind, r)
+            g = _draw(rng, sc["mu_g"], sc["s_g"], n)
+            x = _draw(rng, sc["mu_r"], sc["s_r"], n)
+            v = fid.kid(g, x, rng=_seed(seed, "kidboot", d, n, kind, r), n_boot=n_boot)
+            hits.append(v.ci_low <= truth <= v.ci_high)
+            widths.append(v.ci_high - v.ci_low)
+            if progress:
+                progress(f"KID {name}: set {r + 1}/{reps}")
+        rows.append(_row("KID", f"population MMD² = {truth:.4g}", name, 0.95, hits, widths, tol, t0,
+                         note=f"reference: a sample of {n} (N_ref = N)", upper=upper))
+    return rows
+
+
+def _ratings(rng, n_part, per, effects, sd_u, sd_v, sd_e):
+    import pandas as pd
+
+    sources = list(effects)
+    u = rng.normal(0, sd_u, n_part)
+    v = rng.normal(0, sd_v, (n_part, len(sources)))
+    p_idx = np.repeat(np.arange(n_part), len(sources) * per)
+    s_idx = np.tile(np.repeat(np.arange(len(sources)), per), n_part)
+    mu = np.array([effects[s] for s in sources])
+    z = mu[s_idx] + u[p_idx] + v[p_idx, s_idx] + rng.normal(0, sd_e, p_idx.size)
+    rating = np.clip(np.rint(z), 1, 5).astype(int)
+    return pd.DataFrame({"participant_id": [f"P{i}" for i in p_idx], "image_id": np.arange(p_idx.size).astype(str),
+                         "source": np.array(sources)[s_idx], "rating": rating})
+
+
+def _study_human(n_part, per, reps, seed, n_boot, tol, families, progress) -> list[CoverageRow]:
+    from human_eval import stats as S
+
+    effects = {"real": 3.1, "a": 2.5, "b": 3.9}
+    sd_u, sd_v, sd_e = 0.6, 0.5, 1.2
+    sd = math.sqrt(sd_u**2 + sd_v**2 + sd_e**2)
+    e = {s: rating_expectation(m, sd) for s, m in effects.items()}
+    truth = {s: e[s] - e["real"] for s in effects if s != "real"}
+    name = f"P={n_part} participants × {per} per source"
+    rows = []
+    t0 = time.perf_counter()
+    hits_cb = {s: [] for s in truth}
+    hits_t = {s: [] for s in truth}
+    w_cb = {s: [] for s in truth}
+    w_t = {s: [] for s in truth}
+    for r in range(reps):
+        df = _ratings(_seed(seed, "human", n_part, per, r), n_part, per, effects, sd_u, sd_v, sd_e)
+        if "cluster_bootstrap" in families:
+            cb = S.cluster_bootstrap(df, n_boot=n_boot, seed=r).set_index("source")
+            for s in truth:
+                hits_cb[s].append(cb.loc[s, "ci_low"] <= truth[s] <= cb.loc[s, "ci_high"])
+                w_cb[s].append(cb.loc[s, "ci_high"] - cb.loc[s, "ci_low"])
+        if "tost" in families:
+            t = S.tost_vs_reference(df).set_index("source")
+            for s in truth:
+                hits_t[s].append(t.loc[s, "ci90_low"] <= truth[s] <= t.loc[s, "ci90_high"])
+                w_t[s].append(t.loc[s, "ci90_high"] - t.loc[s, "ci90_low"])
+        if progress:
+            progress(f"human evaluation {name}: study {r + 1}/{reps}")
+    for s in truth:
+        sc = f"{name}, source {s}"
+        if "cluster_bootstrap" in families:
+            rows.append(_row("cluster bootstrap (mean diff)", f"Δ = {truth[s]:+.3f}", sc, 0.95, hits_cb[s], w_cb[s],
+                             tol, t0, note="participant and participant×source random effects"))
+        if "tost" in families:
+            rows.append(_row("TOST 90% CI (mean diff)", f"Δ = {truth[s]:+.3f}", sc, 0.90, hits_t[s], w_t[s], tol, t0))
+    return rows
+
+
+def wilson_coverage(n: int, p: float, level: float = 0.95) -> float:
+    """Exact coverage of the Wilson interval for Binomial(n, p): Σ_k pmf(k) [p ∈ CI(k)]."""
+    ks = np.arange(n + 1)
+    ci = np.array([_wilson(int(k), n, level) for k in ks])
+    inside = (ci[:, 0] <= p) & (p <= ci[:, 1])
+    return float(sps.binom.pmf(ks, n, p)[inside].sum())
+
+
+def _study_wilson(ns, ps, tol) -> list[CoverageRow]:
+    rows = []
+    for n in ns:
+        for p in ps:
+            t0 = time.perf_counter()
+            # average exact coverage over p·(1 ± 10 %): Wilson's coverage oscillates with p (Brown, Cai &
+            # DasGupta 2001); the smoothed value is what a flag rate "near p" gets
+            grid = p * np.linspace(0.9, 1.1, 21)
+            cov = float(np.mean([wilson_coverage(n, q) for q in grid]))
+            pointwise = wilson_coverage(n, p)
+            widths = [np.subtract(*_wilson(round(n * p), n)[::-1])]
+            rows.append(_row("Wilson (flag rate)", f"p = {p:g}", f"n = {n}", 0.95, np.ones(1), widths, tol, t0,
+                             note=f"exact; at p exactly: {pointwise:.3f}; reported: mean over p ± 10 %", exact=cov))
+    return rows
+
+
+def coverage_study(*, dims: Sequence[int] = (8, 64), ns: Sequence[int] = (100, 300), kinds: Sequence[str] = ("equal", "different"),
+                   reps: int = 200, truth_reps: int | None = None, n_boot: int = 200, seed: int = 0,
+                   tolerance: float = 0.025, families: Sequence[str] = FAMILIES, human_reps: int | None = None,
+                   participants: Sequence[int] = (17,), human_boot: int = 2000,
+                   wilson_ns: Sequence[int] = (100, 800), wilson_ps: Sequence[float] = (0.03, 0.1, 0.5),
+                   progress: Callable[[str], None] | None = None) -> list[CoverageRow]:
+    """Run the study over the grid; one :class:`CoverageRow` per (interval, scenario)."""
+    unknown = set(families) - set(FAMILIES)
+    if unknown:
+        raise UsageError(f"unknown interval families {sorted(unknown)}; choose from {', '.join(FAMILIES)}")
+    if reps < 2 or n_boot < 20:
+        raise UsageError(f"need reps ≥ 2 and n_boot ≥ 20 (got reps={reps}, n_boot={n_boot})")
+    truth_reps = truth_reps or max(4 * reps, 400)
+    rows: list[CoverageRow] = []
+    fam = set(families)
+    if fam & {"fid", "fid_inf", "kid"}:
+        for d in dims:
+            for n in ns:
+                for kind in kinds:
+                    rows += _study_fid_family(d, n, kind, reps, truth_reps, seed, n_boot, tolerance, fam, progress)
+    if fam & {"cluster_bootstrap", "tost"}:
+        for p in participants:
+            rows += _study_human(p, 10, human_reps or reps, seed, human_boot, tolerance, fam, progress)
+    if "wilson" in fam:
+        rows += _study_wilson(wilson_ns, wilson_ps, tolerance)
+    return rows

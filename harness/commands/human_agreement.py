@@ -102,24 +102,12 @@ def agreement_cmd(
 
     Example: harness human agreement --study paper2024 --out agreement/
     """
-    from rich.table import Table
-
-    from harness.cli import err, out
+    from harness.cli import err
     from harness.store import Store
     from human_eval.agreement import agreement_tables
     from human_eval.db import load_study
 
-    if k < 1:
-        raise UsageError(f"--k must be a positive integer (got {k})")
-    if n_boot < 1 or draws < 1 or fault_n < 4 or fault_size < 16:
-        raise UsageError(f"--n-boot and --draws must be ≥ 1, --fault-n ≥ 4, --fault-size ≥ 16 (got {n_boot}, {draws}, "
-                         f"{fault_n}, {fault_size})")
-    try:
-        size_list = sorted({int(x) for x in sizes.split(",") if x.strip()})
-    except ValueError:
-        raise UsageError(f"--sizes must be comma-separated whole numbers (got {sizes!r})") from None
-    if not size_list or size_list[0] < 2:
-        raise UsageError(f"--sizes must list subset sizes ≥ 2 (got {sizes!r})")
+    size_list = _check_options(k=k, n_boot=n_boot, draws=draws, fault_n=fault_n, fault_size=fault_size, sizes=sizes)
     store = Store(db)
     tables = load_study(store, study)
     ref_imgs = reference_images(reference) if reference else None
@@ -140,36 +128,69 @@ def agreement_cmd(
         payload = {k_: json.loads(v.to_json(orient="records")) for k_, v in res.items()}
         sys.stdout.write(json.dumps(payload) + "\n")
     else:
-        titles = {"trust": "Which metric to trust: every stored (space, metric) vs the clinicians",
-                  "metric_agreement": "Per-image metric vs mean rating (rank correlation)",
-                  "generator_agreement": "Generator ranking: each metric vs mean rating (Kendall's tau)",
-                  "generator_pairs": "Pairwise: which generator does the metric / do the clinicians prefer?"}
-        for key, title in titles.items():
-            if key not in res:
-                continue
-            df = res[key]
-            t = Table(title=title)
-            for c in df.columns:
-                t.add_column(str(c))
-            for row in df.itertuples(index=False):
-                t.add_row(*[("" if v != v else f"{v:.3g}") if isinstance(v, float) else str(v) for v in row])
-            out.print(t)
-        if "generator_agreement" in res and res["generator_agreement"].empty:
-            err.print("[yellow]note:[/yellow] no stored results for generators named like the study's sources "
-                      f"({', '.join(sorted(tables.ratings['source'].unique()))}; sd-lora counts as sd): run "
-                      "`harness run` for them first", highlight=False)
+        _print_tables(res, tables)
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        written = []
-        for key, df in res.items():
-            if key in OUT_FILES:
-                df.to_csv(out_dir / OUT_FILES[key], index=False)
-                written.append(out_dir / OUT_FILES[key])
-        if "trust_page" in res:
-            written.append(Path(res["trust_page"]["path"].iloc[0]))
-        if "per_image" in res and len(res["per_image"]):
-            written.append(scatter_png(res["per_image"], tables.ratings, out_dir / "agreement_scatter.png"))
-        err.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+        _write_outputs(res, tables, out_dir)
+
+
+def _check_options(*, k: int, n_boot: int, draws: int, fault_n: int, fault_size: int, sizes: str) -> list[int]:
+    """Every option checked before the study is read; returns the --sizes list."""
+    if k < 1:
+        raise UsageError(f"--k must be a positive integer (got {k})")
+    if n_boot < 1 or draws < 1 or fault_n < 4 or fault_size < 16:
+        raise UsageError(f"--n-boot and --draws must be ≥ 1, --fault-n ≥ 4, --fault-size ≥ 16 (got {n_boot}, {draws}, "
+                         f"{fault_n}, {fault_size})")
+    try:
+        size_list = sorted({int(x) for x in sizes.split(",") if x.strip()})
+    except ValueError:
+        raise UsageError(f"--sizes must be comma-separated whole numbers (got {sizes!r})") from None
+    if not size_list or size_list[0] < 2:
+        raise UsageError(f"--sizes must list subset sizes ≥ 2 (got {sizes!r})")
+    return size_list
+
+
+def _print_tables(res: dict, tables) -> None:
+    from rich.table import Table
+
+    from harness.cli import err, out
+
+    titles = {"trust": "Which metric to trust: every stored (space, metric) vs the clinicians",
+              "metric_agreement": "Per-image metric vs mean rating (rank correlation)",
+              "generator_agreement": "Generator ranking: each metric vs mean rating (Kendall's tau)",
+              "generator_pairs": "Pairwise: which generator does the metric / do the clinicians prefer?"}
+    for key, title in titles.items():
+        if key not in res:
+            continue
+        df = res[key]
+        t = Table(title=title)
+        for c in df.columns:
+            t.add_column(str(c))
+        for row in df.itertuples(index=False):
+            t.add_row(*[("" if v != v else f"{v:.3g}") if isinstance(v, float) else str(v) for v in row])
+        out.print(t)
+    if "generator_agreement" in res and res["generator_agreement"].empty:
+        err.print("[yellow]note:[/yellow] no stored results for generators named like the study's sources "
+                  f"({', '.join(sorted(tables.ratings['source'].unique()))}; sd-lora counts as sd): run "
+                  "`harness run` for them first", highlight=False)
+
+
+def _write_outputs(res: dict, tables, out_dir: Path) -> None:
+    """The tables as spreadsheet-safe CSV (written atomically), the trust page and the scatter PNG."""
+    from harness.cli import err
+    from harness.csvsafe import csv_bytes
+    from harness.io import atomic_write_bytes
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for key, df in res.items():
+        if key in OUT_FILES:
+            atomic_write_bytes(out_dir / OUT_FILES[key], csv_bytes(df))
+            written.append(out_dir / OUT_FILES[key])
+    if "trust_page" in res:
+        written.append(Path(res["trust_page"]["path"].iloc[0]))
+    if "per_image" in res and len(res["per_image"]):
+        written.append(scatter_png(res["per_image"], tables.ratings, out_dir / "agreement_scatter.png"))
+    err.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
 
 
 def _trust(store, tables, res, *, study, out_dir, n_boot, seed, spread, sizes, draws, faults, fault_n, fault_size,

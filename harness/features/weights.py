@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import MissingWeightsError
+from harness.io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -185,26 +186,21 @@ def download(spec: WeightSpec, dest_dir: Path | None = None, *, timeout: float =
     dest = dest_dir / spec.filename
     log.info("downloading %s to %s", spec.url, dest)
     start = time.monotonic()
-    tmp_name: str | None = None
-    try:
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        with urllib.request.urlopen(spec.url, timeout=timeout) as response:
-            fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{spec.filename}.", suffix=".part")
-            with os.fdopen(fd, "wb") as f:
-                while chunk := response.read(1 << 20):
-                    f.write(chunk)
-                    if time.monotonic() - start > deadline:
-                        raise TimeoutError(f"download took longer than {deadline:.0f} s")
-        problem = check_sha256(spec, Path(tmp_name))
+
+    def fetch(tmp: Path) -> None:  # streamed to a temporary file, checked, then renamed (harness.io.atomic_write)
+        with urllib.request.urlopen(spec.url, timeout=timeout) as response, open(tmp, "wb") as f:
+            while chunk := response.read(1 << 20):
+                f.write(chunk)
+                if time.monotonic() - start > deadline:
+                    raise TimeoutError(f"download took longer than {deadline:.0f} s")
+        problem = check_sha256(spec, tmp)
         if problem is not None:
             raise ValueError(problem)
-        os.replace(tmp_name, dest)
-        tmp_name = None
+
+    try:
+        atomic_write(dest, fetch)
     except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
         raise MissingWeightsError(missing_message(spec, f"download failed: {exc}")) from exc
-    finally:
-        if tmp_name is not None and os.path.exists(tmp_name):
-            os.unlink(tmp_name)
     return dest
 
 

@@ -36,7 +36,7 @@ def _check_all_stored(url, finished, before):
     assert all(runs[r].status == "ok" for r in run_ids)
     frame = store.results_frame()
     mine = frame[frame["run_id"].isin(run_ids)]
-    assert len(mine) == sum(len(metrics(out)) for _, out, _ in finished) == 3 * len(finished)
+    assert len(mine) == sum(len(metrics(out)) for _, out, _ in finished) == 4 * len(finished)  # FD, FD∞, KD, FD_rel
 
 
 def _run_ids(stdout):

@@ -18,6 +18,7 @@ MODULES = (
     "harness.commands.human_agreement",
     "harness.commands.train",
     "harness.commands.validate_metrics",
+    "harness.commands.data_realism",
 )
 
 

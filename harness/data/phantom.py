@@ -450,7 +450,7 @@ TISSUES: tuple[Tissue, ...] = (
     Tissue(-18.0, 3.0),  # IAS (thin, often weak)
     Tissue(-3.0, 3.0),  # mitral leaflets
     Tissue(-4.0, 3.0),  # tricuspid leaflets
-    Tissue(3.0, 5.0),  # pericardium: brightest
+    Tissue(1.0, 9.0),  # pericardium: brightest
 )
 
 
@@ -541,6 +541,7 @@ def render_bmode(label: np.ndarray, fr: _Frame, rng: np.random.Generator, *, spe
     out = scan_convert(img, geom, h, w, maps=fr.scan_maps)
     # display smoothing (scan-conversion interpolation, video compression of the stored clip)
     out = cv2.GaussianBlur(out, (0, 0), scanner.display_blur * h / 256.0)
+    out[~fr.sector] = 0.0  # the fan's edge stays sharp
     return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 

@@ -454,6 +454,10 @@ TISSUES: tuple[Tissue, ...] = (
 )
 
 
+_WALLS = np.zeros(256, bool)
+_WALLS[[LABELS["myocardium"], LABELS["ivs"], LABELS["ias"], LABELS["pericardium"]]] = True
+
+
 @dataclass(frozen=True)
 class Scanner:
     """Scanner and patient settings drawn per sample (see :func:`draw_scanner`)."""
@@ -500,15 +504,16 @@ def echogenicity(label_beam: np.ndarray, geom: SectorGeometry, rng: np.random.Ge
     field = 0.65 * _smooth(rng, (n_r, n_t), (10, 8)) + 0.35 * _smooth(rng, (n_r, n_t), (24, 18))
     db = db_tab[label_beam] + spread[label_beam] * field
     # specular reflection: interfaces perpendicular to the beam are bright, walls parallel to it weak
-    walls = np.isin(label_beam, (LABELS["myocardium"], LABELS["ivs"], LABELS["ias"], LABELS["pericardium"]))
+    walls = _WALLS[label_beam]
     wf = cv2.GaussianBlur(walls.astype(np.float32), (0, 0), 2.0)
     r = geom.depths()[:, None]
-    g_r = np.gradient(wf, axis=0) / geom.dr
-    g_t = np.gradient(wf, axis=1) / np.maximum(r * geom.dtheta, 1e-3)
-    cos2 = g_r * g_r / (g_r * g_r + g_t * g_t + 1e-6)
-    edge = np.clip(np.sqrt(g_r * g_r + g_t * g_t) * 6.0, 0.0, 1.0)  # only near interfaces
-    db += np.where(walls, 10.0 * np.log10(1.0 - scanner.specular * edge * (1.0 - cos2) + 1e-3), 0.0)
-    power = np.power(10.0, db / 10.0, dtype=np.float32)
+    g_r = cv2.Sobel(wf, cv2.CV_32F, 0, 1, ksize=1, scale=0.5) / geom.dr  # central differences
+    g_t = cv2.Sobel(wf, cv2.CV_32F, 1, 0, ksize=1, scale=0.5) / np.maximum(r * geom.dtheta, 1e-3)
+    g2 = g_r * g_r + g_t * g_t
+    edge = np.minimum(np.sqrt(g2) * 6.0, 1.0)  # only near interfaces
+    loss = scanner.specular * edge * (g_t * g_t / (g2 + 1e-6))  # 1 - cos² of the beam-to-normal angle
+    db += np.where(walls, 10.0 * np.log10(1.0 - loss + 1e-3), 0.0)
+    power = np.exp(db * np.float32(math.log(10.0) / 10.0))
     return power, dens[label_beam]
 
 

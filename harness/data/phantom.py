@@ -501,8 +501,12 @@ def echogenicity(label_beam: np.ndarray, geom: SectorGeometry, rng: np.random.Ge
     db_tab = np.array([t.db for t in TISSUES], np.float32) + rng.normal(0.0, 1.5, len(TISSUES)).astype(np.float32)
     spread = np.array([t.spread_db for t in TISSUES], np.float32)
     dens = np.array([t.density for t in TISSUES], np.float32)
-    field = 0.65 * _smooth(rng, (n_r, n_t), (10, 8)) + 0.35 * _smooth(rng, (n_r, n_t), (24, 18))
-    db = db_tab[label_beam] + spread[label_beam] * field
+    coarse, fine = _smooth(rng, (n_r, n_t), (10, 8)), _smooth(rng, (n_r, n_t), (24, 18))
+    db = db_tab[label_beam] + spread[label_beam] * (0.65 * coarse + 0.35 * fine)
+    # the pericardium: a patchy line, brightest behind the heart (posterior), weak at the lateral sides
+    peri = label_beam == LABELS["pericardium"]
+    depth = geom.depths()[:, None] / geom.R
+    db = np.where(peri, db_tab[LABELS["pericardium"]] + spread[LABELS["pericardium"]] * fine + 12.0 * (depth - 0.7), db)
     # specular reflection: interfaces perpendicular to the beam are bright, walls parallel to it weak
     walls = _WALLS[label_beam]
     wf = cv2.GaussianBlur(walls.astype(np.float32), (0, 0), 2.0)

@@ -440,7 +440,7 @@ class Tissue:
 #: tissue properties per label value (background is never insonified)
 TISSUES: tuple[Tissue, ...] = (
     Tissue(-80.0),  # background
-    Tissue(-27.0, 9.0),  # tissue around the heart: dark, uneven (lung, fat, liver)
+    Tissue(-29.0, 8.0),  # tissue around the heart: dark, uneven (lung, fat, liver)
     Tissue(-14.0, 7.0),  # myocardium: bright, uneven
     Tissue(-44.0, 3.0, 0.08),  # LV blood: nearly anechoic, faint clutter
     Tissue(-44.0, 3.0, 0.08),  # RV
@@ -472,6 +472,7 @@ class Scanner:
     haze_depth: float  # its decay length (fraction of R)
     specular: float  # how much walls parallel to the beam lose (0 = none, 1 = all)
     lateral_falloff: float  # brightness lost at the sector edges
+    edge_db: float  # clutter power at the sides of the fan
     knee: float  # soft black level of the display curve (fraction of the display range)
     display_blur: float  # display smoothing, pixels at 256×256
 
@@ -481,11 +482,11 @@ def draw_scanner(rng: np.random.Generator, *, child: bool, dropout: bool, speckl
     U = rng.uniform
     grain = U(0.9, 1.1) * (0.85 if child else 1.0) * speckle_scale
     beam = Beam(axial_sigma=0.008, lateral_near=0.005, lateral_far=0.018).scaled(grain)
-    return Scanner(beam=beam, alpha=U(1.0, 2.5), tgc_compensation=U(0.6, 0.95),
-                   dynamic_range_db=U(48.0, 60.0), gain_db=U(-20.0, -14.0), noise_db=U(-54.0, -47.0),
+    return Scanner(beam=beam, alpha=U(1.0, 2.0), tgc_compensation=U(0.7, 0.95),
+                   dynamic_range_db=U(48.0, 60.0), gain_db=U(-21.0, -15.0), noise_db=U(-54.0, -48.0),
                    haze_db=U(-30.0, -20.0), haze_depth=U(0.05, 0.10),
                    specular=U(0.55, 0.85) if dropout else U(0.15, 0.4), lateral_falloff=U(0.2, 0.5),
-                   knee=U(0.02, 0.05), display_blur=U(0.6, 1.0))
+                   edge_db=U(-15.0, -11.0), knee=U(0.02, 0.05), display_blur=U(0.6, 1.0))
 
 
 def _smooth(rng: np.random.Generator, shape: tuple[int, int], cells: tuple[int, int]) -> np.ndarray:
@@ -538,7 +539,11 @@ def render_bmode(label: np.ndarray, fr: _Frame, rng: np.random.Generator, *, spe
     # near-field clutter (reverberation haze) and electronic noise: the noise enters after attenuation, so it is
     # added as scatterer power / attenuation² (band-limited by the same PSF as the echoes)
     power = echo + np.float32(10.0 ** (scanner.haze_db / 10.0)) * np.exp(-depth / scanner.haze_depth).astype(np.float32)
-    extra = power - echo + np.float32(10.0 ** (scanner.noise_db / 10.0)) / (att * att)
+    # clutter at the sides of the fan (rib and lung reverberation, side lobes), entering like the noise after the
+    # attenuation: the fan's edge stays visible at every depth
+    theta = np.abs(geom.angles()[None, :]) / geom.half_angle
+    edge = np.float32(10.0 ** (scanner.edge_db / 10.0)) * (theta**16).astype(np.float32)
+    extra = power - echo + (np.float32(10.0 ** (scanner.noise_db / 10.0)) + edge) / (att * att)
     power = echo + extra
     density = (echo * density + extra) / power  # clutter and noise are dense even inside the sparse blood
     iq = psf_filter(scatterers(power, rng, density), geom, scanner.beam)
@@ -549,8 +554,11 @@ def render_bmode(label: np.ndarray, fr: _Frame, rng: np.random.Generator, *, spe
     img = log_compress(env, scanner.dynamic_range_db, reference=10.0 ** (-scanner.gain_db / 20.0), knee=scanner.knee)
     out = scan_convert(img, geom, h, w, maps=fr.scan_maps)
     # display smoothing (scan-conversion interpolation, video compression of the stored clip)
-    out = cv2.GaussianBlur(out, (0, 0), scanner.display_blur * h / 256.0)
-    out[~fr.sector] = 0.0  # the fan's edge stays sharp
+    # (normalised inside the fan, so that the black outside does not darken its edge, which stays sharp)
+    sigma = scanner.display_blur * h / 256.0
+    inside = fr.sector.astype(np.float32)
+    out = cv2.GaussianBlur(out, (0, 0), sigma) / np.maximum(cv2.GaussianBlur(inside, (0, 0), sigma), 1e-3)
+    out[~fr.sector] = 0.0
     return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 

@@ -113,12 +113,14 @@ def scan_maps(geom: SectorGeometry, h: int, w: int) -> tuple[np.ndarray, np.ndar
 
 def scan_convert(beam_image: np.ndarray, geom: SectorGeometry, h: int, w: int,
                  maps: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """Beam-grid image (n_r, n_t) → Cartesian (h, w), bilinear, 0 outside the fan (float32).
+    """Beam-grid image (n_r, n_t) → Cartesian (h, w), bilinear, 0 outside the fan (float32), sharp-edged.
 
     ``maps``: :func:`scan_maps` of the same geometry and size, when already computed."""
     map_x, map_y = maps if maps is not None else scan_maps(geom, h, w)
-    return cv2.remap(np.ascontiguousarray(beam_image, dtype=np.float32), map_x, map_y, cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    out = cv2.remap(np.ascontiguousarray(beam_image, dtype=np.float32), map_x, map_y, cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REPLICATE)  # edge pixels are not darkened by the outside ...
+    out[(map_y < 0) | (map_y > geom.n_r - 1) | (map_x < 0) | (map_x > geom.n_t - 1)] = 0.0  # ... which is black
+    return out
 
 
 def to_beam(image: np.ndarray, geom: SectorGeometry, *, nearest: bool = False) -> np.ndarray:

@@ -347,7 +347,9 @@ class PatchSampleF(nn.Module):
             else:
                 ids = torch.randperm(flat.shape[1], generator=generator)[: min(num_patches, flat.shape[1])].to(feat.device)
             x = self.mlps[i](flat[:, ids, :].flatten(0, 1))
-            out_feats.append(x / (x.pow(2).sum(1, keepdim=True).sqrt() + 1e-7))
+            # F.normalize: same value as x / (|x| + 1e-7), but a finite gradient where x is exactly 0 (a
+            # patch whose ReLU features all vanish), where the hand-written form back-propagates NaN
+            out_feats.append(F.normalize(x, dim=1, eps=1e-7))
             out_ids.append(ids)
         return out_feats, out_ids
 

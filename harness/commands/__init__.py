@@ -19,6 +19,7 @@ MODULES = (
     "harness.commands.train",
     "harness.commands.validate_metrics",
     "harness.commands.validate_intervals",
+    "harness.commands.data_realism",
 )
 
 

@@ -34,12 +34,26 @@ import numpy as np
 
 from harness.data.base import DataSource, SampleBatch
 from harness.data.labels import AGES, CONDITION_WEIGHTS, CONDITIONS, LABEL_NAMES, LABELS, SPLIT_IDS  # noqa: F401 (re-exported)
+from harness.data.ultrasound import (
+    Beam,
+    SectorGeometry,
+    attenuation,
+    envelope,
+    log_compress,
+    pixel_grid,
+    psf_filter,
+    scan_convert,
+    scan_maps,
+    scatterers,
+    tgc,
+    to_beam,
+)
 from harness.errors import UsageError
 from harness.registry import datasets
 
 log = logging.getLogger(__name__)
 
-PHANTOM_VERSION = "1"
+PHANTOM_VERSION = "2"
 
 
 # stream numbers inside one sample's seed sequence
@@ -112,8 +126,34 @@ def caption_for(condition: str, age: str, variant: str = "") -> str:
 
 
 @dataclass(frozen=True)
+class CardiacMotion:
+    """Fractional change of each dimension from end-diastole (phase 0) to end-systole (phase 1).
+
+    Adult normal values: LV fractional shortening of the transverse dimension ~30 %, long-axis shortening
+    (mitral annular excursion ~1.5 cm of ~8 cm) ~12 %, systolic wall thickening ~40 %, atria filling
+    during ventricular systole. A dilated (poorly contracting) LV moves ``dilated_lv_factor`` as much.
+    """
+
+    lv_width: float = 0.30
+    lv_length: float = 0.12
+    rv_width: float = 0.22
+    rv_length: float = 0.10
+    wall_thickening: float = 0.40
+    atrial_growth: float = 0.15
+    dilated_lv_factor: float = 0.35
+
+
+MOTION = CardiacMotion()
+
+
+@dataclass(frozen=True)
 class PhantomParams:
-    """Everything that determines one sample's label map (lengths in units of the sector depth R)."""
+    """Everything that determines one sample's label map (lengths in units of the sector depth R).
+
+    ``phase`` is the contraction state: 0 = end-diastole (ED), 1 = end-systole (ES); the chamber and wall
+    dimensions below are already moved to that phase (ED dimensions × the :class:`CardiacMotion` factors).
+    Frames of the filling period (contraction state going back from 1 to 0) have open AV valves.
+    """
 
     condition: str
     age: str
@@ -130,52 +170,78 @@ class PhantomParams:
     rv: tuple[float, float, float]
     la: tuple[float, float, float]  # height, half-width, wall
     ra: tuple[float, float, float]
-    ivs: float
+    ivs: float  # septal thickness at mid-level (thicker at the base)
     ias: float
     pericardium: float
     valve_open: float  # 0 closed .. 1 open
     defect: tuple[float, float]  # septal gap (u0, u1) in R units, (0, 0) when none
 
 
-def draw_params(rng: np.random.Generator, condition: str, age: str) -> PhantomParams:
-    """Draw the bounded random geometry of one sample for ``condition`` and ``age``."""
+def phase_factors(phase: float, condition: str = "normal", motion: CardiacMotion = MOTION) -> dict[str, float]:
+    """Multipliers of the ED dimensions at contraction state ``phase`` (0 = ED, 1 = ES)."""
+    lv_move = motion.dilated_lv_factor if condition == "dilated-lv" else 1.0
+    return {
+        "lv_width": 1.0 - motion.lv_width * lv_move * phase,
+        "lv_length": 1.0 - motion.lv_length * lv_move * phase,
+        "rv_width": 1.0 - motion.rv_width * phase,
+        "rv_length": 1.0 - motion.rv_length * phase,
+        "wall": 1.0 + motion.wall_thickening * phase,
+        "atria": 1.0 + motion.atrial_growth * phase,
+    }
+
+
+def draw_params(rng: np.random.Generator, condition: str, age: str, *, phase: float | None = None) -> PhantomParams:
+    """Draw the bounded random geometry of one sample for ``condition`` and ``age``.
+
+    Adult proportions at ED (units of a 16 cm sector depth): LV 8 cm long, 4.6 cm wide, 0.9 cm walls;
+    RV shorter (6.7 cm) and narrower (3.5 cm); septum 1 cm; atria 4.3 × 3.8 cm below the AV plane, which lies
+    at ~62 % of the depth so that the LV apex is close to the transducer. ``phase`` (0 = ED .. 1 = ES) forces
+    the contraction state; the random stream is consumed the same way either way, so a patient keeps its
+    anatomy when only the phase changes.
+    """
     U = rng.uniform
     child = age == "child"
-    phase = float(U(0, 1))
+    drawn_phase = float(U(0, 1))
+    phase = drawn_phase if phase is None else float(np.clip(phase, 0.0, 1.0))
     jit = lambda: float(U(0.92, 1.08))
-    vent_w, vent_l, wall_f = 1 - 0.15 * phase, 1 - 0.06 * phase, 1 + 0.35 * phase
-    atr = 1 + 0.10 * phase
-    lv = [0.40 * vent_l * jit(), 0.100 * vent_w * jit(), 0.032 * wall_f * jit()]
-    rv = [0.34 * vent_l * jit(), 0.085 * vent_w * jit(), 0.018 * wall_f * jit()]
-    la = [0.17 * atr * jit(), 0.095 * atr * jit(), 0.014 * jit()]
-    ra = [0.16 * atr * jit(), 0.090 * atr * jit(), 0.014 * jit()]
-    ivs, ias = 0.035 * wall_f * jit(), 0.022 * jit()
-    if child:  # more globular ventricles, thinner walls, heart larger in the (shallower) field of view
-        lv[0] *= 0.9
+    lv = [0.50 * jit(), 0.145 * jit(), 0.052 * jit()]
+    rv = [0.41 * jit(), 0.108 * jit(), 0.024 * jit()]
+    la = [0.27 * jit(), 0.118 * jit(), 0.018 * jit()]
+    ra = [0.26 * jit(), 0.112 * jit(), 0.018 * jit()]
+    ivs, ias = 0.060 * jit(), 0.020 * jit()
+    if child:  # more globular ventricles, thinner walls
+        lv[0] *= 0.88
         rv[0] *= 0.9
         for part in (lv, rv):
-            part[1] *= 1.06
-            part[2] *= 0.75
-        ivs *= 0.75
+            part[1] *= 1.08
+            part[2] *= 0.7
+        ivs *= 0.7
     variant = ""
-    if condition == "dilated-lv":
+    if condition == "dilated-lv":  # dilated cardiomyopathy: large, round, thin-walled, poorly contracting LV
         lv[0] *= 1.12
-        lv[1] *= 1.40
-        lv[2] *= 0.85
-        la[1] *= 1.1
-    elif condition == "dilated-rv":
-        rv[0] *= 1.25
-        rv[1] *= 1.55
+        lv[1] *= 1.45
+        lv[2] *= 0.75
+        la[1] *= 1.15
+        la[0] *= 1.1
+    elif condition == "dilated-rv":  # RV larger than the LV, reaching the apex
+        rv[0] *= 1.28
+        rv[1] *= 1.6
         ra[0] *= 1.15
-        ra[1] *= 1.2
+        ra[1] *= 1.25
     elif condition == "lvh":
         lv[1] *= 0.85
         lv[2] *= 2.0
         ivs *= 1.9
+    f = phase_factors(phase, condition)
+    lv = [lv[0] * f["lv_length"], lv[1] * f["lv_width"], lv[2] * f["wall"]]
+    rv = [rv[0] * f["rv_length"], rv[1] * f["rv_width"], rv[2] * f["wall"]]
+    la = [la[0] * f["atria"], la[1] * f["atria"], la[2]]
+    ra = [ra[0] * f["atria"], ra[1] * f["atria"], ra[2]]
+    ivs *= f["wall"]
     defect = (0.0, 0.0)
     if condition == "asd":  # gap in the interatrial septum; u < 0 below the crux
         variant = "no-upper-margin" if U() < 0.5 else "margins"
-        size = float(U(0.05, 0.08)) * min(la[0], ra[0]) / 0.17
+        size = float(U(0.06, 0.10)) * min(la[0], ra[0]) / 0.17
         if variant == "no-upper-margin":  # reaches the atrial roof (far end of the septum)
             defect = (-1.2 * min(la[0], ra[0]), -min(la[0], ra[0]) + size)
         else:
@@ -183,73 +249,72 @@ def draw_params(rng: np.random.Generator, condition: str, age: str) -> PhantomPa
             defect = (mid - size / 2, mid + size / 2)
     elif condition == "vsd":
         variant = "perimembranous" if U() < 0.5 else "muscular"
-        size = float(U(0.04, 0.07))
-        start = 0.01 if variant == "perimembranous" else float(U(0.12, 0.22))
+        size = float(U(0.05, 0.08))
+        start = 0.01 if variant == "perimembranous" else float(U(0.15, 0.25))
         defect = (start, start + size)
     valve_open = float(U(0.2, 1.0)) if U() < 0.5 else float(U(0.0, 0.15))
     return PhantomParams(
         condition=condition, age=age, variant=variant, phase=phase,
-        depth=float(U(0.90, 0.97)), half_angle=math.radians(float(U(36, 42))),
-        apex_x=float(U(0.48, 0.52)), crux_depth=float(U(0.58, 0.63) if not child else U(0.56, 0.60)),
-        crux_angle=math.radians(float(U(-4, 4))), rotation=math.radians(float(U(-8, 8))),
-        scale=float(U(0.82, 0.92)) * (1.08 if child else 1.0),
+        depth=float(U(0.92, 0.98)), half_angle=math.radians(float(U(38, 45))),
+        apex_x=float(U(0.48, 0.52)), crux_depth=float(U(0.60, 0.66) if not child else U(0.58, 0.64)),
+        crux_angle=math.radians(float(U(-5, 5))), rotation=math.radians(float(U(-10, 10))),
+        scale=float(U(0.88, 1.04)) * (1.05 if child else 1.0),
         lv=tuple(lv), rv=tuple(rv), la=tuple(la), ra=tuple(ra), ivs=ivs, ias=ias,
-        pericardium=0.016 * jit(), valve_open=valve_open, defect=defect,
+        pericardium=0.020 * jit(), valve_open=valve_open, defect=defect,
     )
 
 
-@functools.lru_cache(maxsize=8)
-def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    return yy, xx
-
-
 def _ellipse_distance(u, v, uc, vc, au, av, q=2.0):
-    """Approximate signed distance (negative inside) to the super-ellipse |du/au|^q + |dv/av|^2 = 1."""
-    du = (u - uc) / au
-    dv = (v - vc) / av
-    adu = np.abs(du)
+    """Approximate signed distance (negative inside) to the super-ellipse |du/au|^q + |dv/av|^2 = 1
+    (the implicit function divided by its gradient's norm)."""
+    du = (u - uc) * (1.0 / au)
+    dv = (v - vc) * (1.0 / av)
     if q == 2.0:
-        f = du * du + dv * dv - 1.0
-        gu = 2.0 * adu / au
+        du2 = du * du
+        f = du2 + dv * dv - 1.0
+        gu2 = du2 * (4.0 / (au * au))
     else:
-        f = adu**q + dv * dv - 1.0
-        gu = q * adu ** (q - 1.0) / au
-    gv = 2.0 * np.abs(dv) / av
-    return f / np.sqrt(gu * gu + gv * gv + 1e-12)
+        adu = np.abs(du)
+        pw = adu ** (q - 1.0)
+        f = adu * pw + dv * dv - 1.0
+        gu2 = pw * pw * (q * q / (au * au))
+    return f / np.sqrt(gu2 + dv * dv * (4.0 / (av * av)) + 1e-12)
+
+
+def sector_geometry(p: PhantomParams, h: int, w: int) -> SectorGeometry:
+    """The fan of sample ``p`` at image size (h, w) with its beam grid (``n_r = h`` depths, ``0.75 w`` beams)."""
+    return SectorGeometry(apex_x=p.apex_x * w, apex_y=-0.02 * h, r0=0.04 * h, R=p.depth * h,
+                          half_angle=p.half_angle, n_r=max(16, h), n_t=max(16, int(0.75 * w)))
 
 
 @dataclass
 class _Frame:
-    """Pixel coordinates of one sample: sector polar coordinates and the rotated heart frame (pixels)."""
+    """Pixel coordinates of one sample: the sector and the rotated heart frame (pixels)."""
 
-    r: np.ndarray  # distance from the transducer, pixels
-    theta: np.ndarray  # angle from the beam axis (radians, + = image right)
+    geom: SectorGeometry
     u: np.ndarray  # heart long axis, from the crux towards the apex (pixels)
     v: np.ndarray  # heart lateral axis (pixels, + = LV side = image right)
     sector: np.ndarray  # bool
     R: float  # sector depth in pixels
-    apex: tuple[float, float]  # transducer (x, y)
+    scan_maps: tuple[np.ndarray, np.ndarray]  # cv2.remap maps of the scan conversion
     to_xy: tuple[float, float, float, float, float, float]  # (cx, cy, eu_x, eu_y, ev_x, ev_y)
 
 
 def _frame(p: PhantomParams, h: int, w: int) -> _Frame:
-    yy, xx = _grid(h, w)
-    R = p.depth * h
-    ax, ay = p.apex_x * w, -0.02 * h
-    dx, dy = xx - ax, yy - ay
-    r = np.sqrt(dx * dx + dy * dy)
-    theta = np.arctan2(dx, dy)
-    sector = (r <= R) & (np.abs(theta) <= p.half_angle) & (r >= 0.04 * h)
+    geom = sector_geometry(p, h, w)
+    xx, yy = pixel_grid(h, w)
+    maps = scan_maps(geom, h, w)
+    sector = (maps[1] >= 0) & (maps[1] <= geom.n_r - 1) & (np.abs(maps[0] - 0.5 * (geom.n_t - 1)) <= 0.5 * (geom.n_t - 1))
+    R = geom.R
     dc = p.crux_depth * R
-    cx, cy = ax + dc * math.sin(p.crux_angle), ay + dc * math.cos(p.crux_angle)
+    cx, cy = geom.apex_x + dc * math.sin(p.crux_angle), geom.apex_y + dc * math.cos(p.crux_angle)
     phi = p.rotation
     eu = (math.sin(phi), -math.cos(phi))  # towards the cardiac apex (up)
     ev = (math.cos(phi), math.sin(phi))  # image right
     ox, oy = xx - cx, yy - cy
     u = ox * eu[0] + oy * eu[1]
     v = ox * ev[0] + oy * ev[1]
-    return _Frame(r, theta, u, v, sector, R, (ax, ay), (cx, cy, eu[0], eu[1], ev[0], ev[1]))
+    return _Frame(geom, u, v, sector, R, maps, (cx, cy, eu[0], eu[1], ev[0], ev[1]))
 
 
 def _stamp_segment(label, fr: _Frame, p0, p1, thick, value):
@@ -276,8 +341,18 @@ def _stamp_segment(label, fr: _Frame, p0, p1, thick, value):
 _CLOSE_KERNEL = functools.lru_cache(maxsize=8)(lambda k: cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
 
 
+def _septum_half(u, length, thickness):
+    """Half-thickness of the interventricular septum at height ``u``: thickest at the base, tapering to the apex."""
+    return 0.5 * thickness * (1.3 - 0.6 * np.clip(u / length, 0.0, 1.0))
+
+
 def label_map(p: PhantomParams, h: int, w: int) -> tuple[np.ndarray, _Frame]:
-    """Draw the uint8 label map (values from :data:`LABELS`) of ``p`` at size (h, w)."""
+    """Draw the uint8 label map (values from :data:`LABELS`) of ``p`` at size (h, w).
+
+    Chambers are (super-)ellipses in the heart frame, each cut by its septum so that the septal side is
+    straight while the free wall is curved; the LV's axis leans towards the septum so that the LV forms the
+    cardiac apex; the tricuspid annulus sits slightly more apical than the mitral one.
+    """
     fr = _frame(p, h, w)
     k = fr.R * p.scale  # R units → pixels
     u, v = fr.u, fr.v
@@ -285,11 +360,20 @@ def label_map(p: PhantomParams, h: int, w: int) -> tuple[np.ndarray, _Frame]:
     (lv_l, lv_w, lv_t), (rv_l, rv_w, rv_t) = p.lv, p.rv
     (la_h, la_w, la_t), (ra_h, ra_w, ra_t) = p.la, p.ra
     ivs, ias = p.ivs, p.ias
+    sep = _septum_half(u, lv_l * k, ivs * k)
     # chamber distance maps (pixels); ventricles above the crux (u > 0), atria below
-    d_lv = _ellipse_distance(u, v, 0.25 * lv_l * k, (ivs / 2 + lv_w) * k, 0.75 * lv_l * k, lv_w * k)
-    d_rv = _ellipse_distance(u, v, 0.22 * rv_l * k, -(ivs / 2 + rv_w) * k, 0.78 * rv_l * k, rv_w * k, q=1.6)
-    d_la = _ellipse_distance(u, v, -0.45 * la_h * k, (ias / 2 + la_w) * k, 0.60 * la_h * k, la_w * k)
-    d_ra = _ellipse_distance(u, v, -0.45 * ra_h * k, -(ias / 2 + ra_w) * k, 0.60 * ra_h * k, ra_w * k)
+    lean_lv = 0.55 * lv_w * k * np.clip(u / (lv_l * k), 0.0, 1.0)
+    d_lv = np.maximum(_ellipse_distance(u, v + lean_lv, 0.22 * lv_l * k, (0.5 * 1.3 * ivs + 0.92 * lv_w) * k,
+                                        0.78 * lv_l * k, lv_w * k), sep - v)
+    lean_rv = 0.45 * rv_w * k * np.clip(u / (rv_l * k), 0.0, 1.0)
+    d_rv = np.maximum(_ellipse_distance(u, v - lean_rv, 0.2 * rv_l * k, -(0.5 * 1.3 * ivs + 0.92 * rv_w) * k,
+                                        0.8 * rv_l * k, rv_w * k, q=1.6), v + sep)
+    ias_h = 0.5 * ias * k
+    d_la = np.maximum(_ellipse_distance(u, v, -0.45 * la_h * k, (ias / 2 + 0.95 * la_w) * k, 0.60 * la_h * k, la_w * k),
+                      ias_h - v)
+    d_ra = np.maximum(_ellipse_distance(u, v, -0.45 * ra_h * k, -(ias / 2 + 0.95 * ra_w) * k, 0.60 * ra_h * k,
+                                        ra_w * k), v + ias_h)
+    tv_off = 0.03 * k  # the tricuspid annulus is more apical than the mitral annulus
     up, down = u >= 0, u < 0
     peri_t = p.pericardium * k
     heart = (((d_lv < lv_t * k) | (d_rv < rv_t * k)) & (u > -0.6 * lv_t * k)) | (
@@ -301,17 +385,17 @@ def label_map(p: PhantomParams, h: int, w: int) -> tuple[np.ndarray, _Frame]:
     label = np.where(fr.sector, np.uint8(L["tissue"]), np.uint8(L["background"]))
     label[peri] = L["pericardium"]
     label[heart] = L["myocardium"]
-    band_ivs = heart & up & (np.abs(v) < 0.75 * ivs * k) & (u < (rv_l + rv_t) * k)
-    band_ias = heart & down & (np.abs(v) < 1.0 * ias * k)
+    band_ivs = heart & (u > -0.3 * ivs * k) & (np.abs(v) < sep) & (u < (rv_l + rv_t) * k)
+    band_ias = heart & down & (np.abs(v) < ias_h)
     label[band_ivs] = L["ivs"]
     label[band_ias] = L["ias"]
     label[(d_lv < 0) & up] = L["lv"]
-    label[(d_rv < 0) & up] = L["rv"]
+    label[(d_rv < 0) & (u >= tv_off)] = L["rv"]
     label[(d_la < 0) & down] = L["la"]
-    label[(d_ra < 0) & down] = L["ra"]
+    label[(d_ra < 0) & (u < tv_off)] = L["ra"]
     if p.condition in ("asd", "vsd"):
         g0, g1 = p.defect[0] * k, p.defect[1] * k
-        width = (1.6 * ias if p.condition == "asd" else 1.3 * ivs) * k
+        width = (1.6 * ias if p.condition == "asd" else 1.0 * ivs) * k
         sel = heart & (u >= g0) & (u <= g1) & (np.abs(v) < width)
         left, right = ("ra", "la") if p.condition == "asd" else ("rv", "lv")
         label[sel & (v < 0)] = L[left]
@@ -323,11 +407,12 @@ def label_map(p: PhantomParams, h: int, w: int) -> tuple[np.ndarray, _Frame]:
 
 def _draw_valves(label: np.ndarray, fr: _Frame, p: PhantomParams, k: float) -> None:
     """Mitral (LV side) and tricuspid (RV side) leaflets hinged at the annulus, opening towards the apex."""
-    thick = max(1.6, 0.012 * k)
+    thick = max(1.6, 0.014 * k)
     opening = p.valve_open
+    base_sep = 0.5 * 1.3 * p.ivs
     for name, centre, half, hinge_u, sign in (
-        ("mitral", (p.ivs / 2 + p.lv[1]) * k, 0.84 * p.lv[1] * k, 0.0, 1.0),
-        ("tricuspid", -(p.ivs / 2 + p.rv[1]) * k, 0.80 * p.rv[1] * k, 0.02 * k, -1.0),
+        ("mitral", (base_sep + 0.92 * p.lv[1]) * k, 0.9 * p.lv[1] * k, 0.0, 1.0),
+        ("tricuspid", -(base_sep + 0.92 * p.rv[1]) * k, 0.85 * p.rv[1] * k, 0.03 * k, -1.0),
     ):
         for side in (-1.0, 1.0):  # septal and lateral leaflet
             hinge = (hinge_u, centre + side * half)
@@ -339,59 +424,142 @@ def _draw_valves(label: np.ndarray, fr: _Frame, p: PhantomParams, k: float) -> N
 
 
 # --------------------------------------------------------------------------------------------------
-# rendering
+# rendering: image formation (see harness/data/ultrasound.py)
 
 
-def _smooth_field(rng: np.random.Generator, h: int, w: int, cells: int = 12) -> np.ndarray:
-    """A smooth random field in about [-1, 1] (low-resolution noise, bicubically upsampled)."""
-    low = rng.standard_normal((cells, cells)).astype(np.float32)
-    return np.clip(cv2.resize(low, (w, h), interpolation=cv2.INTER_CUBIC) / 1.5, -1.5, 1.5)
+@dataclass(frozen=True)
+class Tissue:
+    """Backscatter per label: mean power in dB relative to the pericardium, its spatial spread (dB, smooth
+    random field), and the scatterer density (< 1: sparse scatterers, e.g. blood)."""
+
+    db: float
+    spread_db: float = 0.0
+    density: float = 1.0
+
+
+#: tissue properties per label value (background is never insonified)
+TISSUES: tuple[Tissue, ...] = (
+    Tissue(-80.0),  # background
+    Tissue(-29.0, 8.0),  # tissue around the heart: dark, uneven (lung, fat, liver)
+    Tissue(-14.0, 7.0),  # myocardium: bright, uneven
+    Tissue(-44.0, 3.0, 0.08),  # LV blood: nearly anechoic, faint clutter
+    Tissue(-44.0, 3.0, 0.08),  # RV
+    Tissue(-43.0, 3.0, 0.08),  # LA
+    Tissue(-43.0, 3.0, 0.08),  # RA
+    Tissue(-13.0, 5.0),  # IVS
+    Tissue(-18.0, 3.0),  # IAS (thin, often weak)
+    Tissue(-3.0, 3.0),  # mitral leaflets
+    Tissue(-4.0, 3.0),  # tricuspid leaflets
+    Tissue(1.0, 9.0),  # pericardium: brightest
+)
+
+
+_WALLS = np.zeros(256, bool)
+_WALLS[[LABELS["myocardium"], LABELS["ivs"], LABELS["ias"], LABELS["pericardium"]]] = True
+
+
+@dataclass(frozen=True)
+class Scanner:
+    """Scanner and patient settings drawn per sample (see :func:`draw_scanner`)."""
+
+    beam: Beam
+    alpha: float  # attenuation, nepers per sector depth (round trip)
+    tgc_compensation: float  # fraction of the attenuation undone by TGC
+    dynamic_range_db: float
+    gain_db: float  # shift of the display window (+ = brighter)
+    noise_db: float  # electronic noise power relative to the pericardium
+    haze_db: float  # near-field clutter power at the transducer
+    haze_depth: float  # its decay length (fraction of R)
+    specular: float  # how much walls parallel to the beam lose (0 = none, 1 = all)
+    lateral_falloff: float  # brightness lost at the sector edges
+    edge_db: float  # clutter power at the sides of the fan
+    knee: float  # soft black level of the display curve (fraction of the display range)
+    display_blur: float  # display smoothing, pixels at 256×256
+
+
+def draw_scanner(rng: np.random.Generator, *, child: bool, dropout: bool, speckle_scale: float = 1.0) -> Scanner:
+    """Random but bounded scanner settings: a child is scanned with a higher frequency (finer speckle)."""
+    U = rng.uniform
+    grain = U(0.9, 1.1) * (0.85 if child else 1.0) * speckle_scale
+    beam = Beam(axial_sigma=0.008, lateral_near=0.005, lateral_far=0.018).scaled(grain)
+    return Scanner(beam=beam, alpha=U(1.0, 2.0), tgc_compensation=U(0.7, 0.95),
+                   dynamic_range_db=U(48.0, 60.0), gain_db=U(-21.0, -15.0), noise_db=U(-54.0, -48.0),
+                   haze_db=U(-30.0, -20.0), haze_depth=U(0.05, 0.10),
+                   specular=U(0.55, 0.85) if dropout else U(0.15, 0.4), lateral_falloff=U(0.2, 0.5),
+                   edge_db=U(-15.0, -11.0), knee=U(0.02, 0.05), display_blur=U(0.6, 1.0))
+
+
+def _smooth(rng: np.random.Generator, shape: tuple[int, int], cells: tuple[int, int]) -> np.ndarray:
+    """A smooth zero-mean unit-variance-ish random field (low-resolution noise, bicubically upsampled)."""
+    low = rng.standard_normal(cells).astype(np.float32)
+    return cv2.resize(low, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
+
+
+def echogenicity(label_beam: np.ndarray, geom: SectorGeometry, rng: np.random.Generator,
+                 scanner: Scanner) -> tuple[np.ndarray, np.ndarray]:
+    """Backscatter power and scatterer density on the beam grid from the label map sampled there."""
+    n_r, n_t = label_beam.shape
+    db_tab = np.array([t.db for t in TISSUES], np.float32) + rng.normal(0.0, 1.5, len(TISSUES)).astype(np.float32)
+    spread = np.array([t.spread_db for t in TISSUES], np.float32)
+    dens = np.array([t.density for t in TISSUES], np.float32)
+    coarse, fine = _smooth(rng, (n_r, n_t), (10, 8)), _smooth(rng, (n_r, n_t), (24, 18))
+    db = db_tab[label_beam] + spread[label_beam] * (0.65 * coarse + 0.35 * fine)
+    # the pericardium: a patchy line, brightest behind the heart (posterior), weak at the lateral sides
+    peri = label_beam == LABELS["pericardium"]
+    depth = geom.depths()[:, None] / geom.R
+    db = np.where(peri, db_tab[LABELS["pericardium"]] + spread[LABELS["pericardium"]] * fine + 12.0 * (depth - 0.7), db)
+    # specular reflection: interfaces perpendicular to the beam are bright, walls parallel to it weak
+    walls = _WALLS[label_beam]
+    wf = cv2.GaussianBlur(walls.astype(np.float32), (0, 0), 2.0)
+    r = geom.depths()[:, None]
+    g_r = cv2.Sobel(wf, cv2.CV_32F, 0, 1, ksize=1, scale=0.5) / geom.dr  # central differences
+    g_t = cv2.Sobel(wf, cv2.CV_32F, 1, 0, ksize=1, scale=0.5) / np.maximum(r * geom.dtheta, 1e-3)
+    g2 = g_r * g_r + g_t * g_t
+    edge = np.minimum(np.sqrt(g2) * 6.0, 1.0)  # only near interfaces
+    loss = scanner.specular * edge * (g_t * g_t / (g2 + 1e-6))  # 1 - cos² of the beam-to-normal angle
+    db += np.where(walls, 10.0 * np.log10(1.0 - loss + 1e-3), 0.0)
+    power = np.exp(db * np.float32(math.log(10.0) / 10.0))
+    return power, dens[label_beam]
 
 
 def render_bmode(label: np.ndarray, fr: _Frame, rng: np.random.Generator, *, speckle_scale: float = 1.0,
                  dropout: bool = False, child: bool = False) -> np.ndarray:
-    """Render a label map as a pseudo-B-mode image (uint8, same shape). See the module docstring."""
+    """Simulate the B-mode image of a label map (uint8, same shape): the convolution model in beam coordinates.
+
+    Scatterers with the label's echogenicity and density → depth-dependent PSF (FFT) → attenuation + near-field
+    clutter + electronic noise → TGC → envelope → log compression → scan conversion (black outside the fan).
+    """
     h, w = label.shape
-    px = h / 256.0  # pixel scale relative to the 256-pixel reference size
-    echo = _ECHO * rng.uniform(0.85, 1.15, size=_ECHO.shape).astype(np.float32)
-    e = echo[label]
-    is_tissue = label == LABELS["tissue"]
-    texture = _smooth_field(rng, h, w)
-    e = np.where(is_tissue, e * np.clip(1.0 + 0.8 * texture, 0.1, None), e * (1.0 + 0.3 * texture))
-    walls = (label == LABELS["myocardium"]) | (label == LABELS["ivs"]) | (label == LABELS["ias"]) | (
-        label == LABELS["pericardium"])
-    if dropout:  # walls parallel to the beam reflect little (specular reflection)
-        wf = cv2.GaussianBlur(walls.astype(np.float32), (0, 0), 3.0 * px)
-        gx = cv2.Sobel(wf, cv2.CV_32F, 1, 0, ksize=3)
-        gy = cv2.Sobel(wf, cv2.CV_32F, 0, 1, ksize=3)
-        bx, by = np.sin(fr.theta), np.cos(fr.theta)
-        cosang = np.abs(gx * bx + gy * by) / (np.sqrt(gx * gx + gy * gy) + 1e-6)
-        floor = rng.uniform(0.1, 0.35)
-        e = np.where(walls, e * (floor + (1 - floor) * np.sqrt(cosang)), e)
-    e = cv2.GaussianBlur(e, (0, 0), 1.2 * px)
-    # speckle: complex Gaussian noise on a beam grid (depth × angle), blurred, envelope, scan-converted
-    n_r, n_t = max(16, int(fr.R)), max(16, int(w))
-    noise = rng.standard_normal((n_r, n_t, 2), dtype=np.float32)
-    grain = speckle_scale * (0.8 if child else 1.0)
-    sig_ax, sig_lat = 0.8 * px * grain, 2.0 * px * grain
-    noise = cv2.GaussianBlur(noise, (0, 0), sigmaX=sig_lat, sigmaY=sig_ax)
-    env = np.sqrt(noise[..., 0] ** 2 + noise[..., 1] ** 2)
-    env /= np.sqrt(np.mean(env * env)) + 1e-12
-    half = float(np.abs(fr.theta[fr.sector]).max()) if fr.sector.any() else 1.0
-    map_x = ((fr.theta / half + 1.0) * 0.5 * (n_t - 1)).astype(np.float32)
-    map_y = (fr.r / fr.R * (n_r - 1)).astype(np.float32)
-    speckle = cv2.remap(env, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    depth = fr.r / fr.R
-    alpha = rng.uniform(1.0, 2.2)
-    gain = np.exp(-alpha * depth * (1.0 - rng.uniform(0.6, 0.95)))  # attenuation with partial TGC
-    lateral = 1.0 - 0.35 * np.clip(np.abs(fr.theta) / half, 0, 1) ** 4
-    clutter = 0.3 * np.exp(-depth / 0.07) + 0.004  # near-field haze + noise floor
-    x = (e * gain * lateral + clutter) * speckle
-    comp = rng.uniform(15.0, 40.0)
-    img = np.log1p(comp * x) / math.log1p(comp * 1.4) * rng.uniform(0.9, 1.1)
-    edge = cv2.GaussianBlur(fr.sector.astype(np.float32), (0, 0), 0.6 * px)
-    img = np.clip(img * edge, 0.0, 1.0)
-    return (img * 255.0 + 0.5).astype(np.uint8)
+    geom = fr.geom
+    scanner = draw_scanner(rng, child=child, dropout=dropout, speckle_scale=speckle_scale)
+    label_beam = to_beam(label, geom, nearest=True)
+    echo, density = echogenicity(label_beam, geom, rng, scanner)
+    depth = (geom.depths() / geom.R)[:, None]
+    att = attenuation(depth, scanner.alpha)
+    # near-field clutter (reverberation haze) and electronic noise: the noise enters after attenuation, so it is
+    # added as scatterer power / attenuation² (band-limited by the same PSF as the echoes)
+    power = echo + np.float32(10.0 ** (scanner.haze_db / 10.0)) * np.exp(-depth / scanner.haze_depth).astype(np.float32)
+    # clutter at the sides of the fan (rib and lung reverberation, side lobes), entering like the noise after the
+    # attenuation: the fan's edge stays visible at every depth
+    theta = np.abs(geom.angles()[None, :]) / geom.half_angle
+    edge = np.float32(10.0 ** (scanner.edge_db / 10.0)) * (theta**16).astype(np.float32)
+    extra = power - echo + (np.float32(10.0 ** (scanner.noise_db / 10.0)) + edge) / (att * att)
+    power = echo + extra
+    density = (echo * density + extra) / power  # clutter and noise are dense even inside the sparse blood
+    iq = psf_filter(scatterers(power, rng, density), geom, scanner.beam)
+    env = envelope(iq)
+    env *= att * tgc(depth, scanner.alpha, scanner.tgc_compensation)
+    theta = geom.angles()[None, :] / geom.half_angle
+    env *= (1.0 - scanner.lateral_falloff * np.abs(theta) ** 3).astype(np.float32)
+    img = log_compress(env, scanner.dynamic_range_db, reference=10.0 ** (-scanner.gain_db / 20.0), knee=scanner.knee)
+    out = scan_convert(img, geom, h, w, maps=fr.scan_maps)
+    # display smoothing (scan-conversion interpolation, video compression of the stored clip)
+    # (normalised inside the fan, so that the black outside does not darken its edge, which stays sharp)
+    sigma = scanner.display_blur * h / 256.0
+    inside = fr.sector.astype(np.float32)
+    out = cv2.GaussianBlur(out, (0, 0), sigma) / np.maximum(cv2.GaussianBlur(inside, (0, 0), sigma), 1e-3)
+    out[~fr.sector] = 0.0
+    return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -505,14 +673,15 @@ class PhantomSource(DataSource):
         return cond, age, dropped
 
     def render(self, split: str, index: int, *, condition: str | None = None, age: str | None = None,
-               speckle_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, PhantomParams]:
-        """One clean sample (image, label map, params), optionally forcing its condition/age."""
+               speckle_scale: float = 1.0, phase: float | None = None) -> tuple[np.ndarray, np.ndarray, PhantomParams]:
+        """One clean sample (image, label map, params), optionally forcing its condition/age and its cardiac
+        phase (0 = end-diastole .. 1 = end-systole; the same patient, scanner and speckle otherwise)."""
         self.check_split(split)
         drawn_cond, drawn_age, _ = self.draw_condition(split, index)
         cond, age = condition or drawn_cond, age or drawn_age
         if cond not in CONDITIONS or age not in AGES:
             raise UsageError(f"phantom: unknown condition {cond!r} or age {age!r}; conditions: {', '.join(CONDITIONS)}")
-        params = draw_params(self._rng(split, index, _STREAM_GEOMETRY), cond, age)
+        params = draw_params(self._rng(split, index, _STREAM_GEOMETRY), cond, age, phase=phase)
         label, fr = label_map(params, self.size, self.size)
         rng = self._rng(split, index, _STREAM_RENDER)
         dropout = bool(rng.uniform() < self.dropout)

@@ -136,3 +136,48 @@ def test_labelmap_render_and_colorize():
         assert len(np.unique(flat[lm == value])) <= 1
     assert (flat[lm == 0] == 0).all()
     assert colorize_labels(lm).shape == lm.shape + (3,)
+
+
+def test_ed_es_label_maps_differ_by_configured_wall_motion():
+    from harness.data.phantom import MOTION, phase_factors
+
+    src = PhantomSource(size=256)
+    area = lambda lm, name: float((lm == LABELS[name]).sum())
+    img_ed, ed, p_ed = src.render("test", 1, condition="normal", age="adult", phase=0.0)
+    img_es, es, p_es = src.render("test", 1, condition="normal", age="adult", phase=1.0)
+    assert (p_ed.phase, p_es.phase) == (0.0, 1.0) and p_ed.scale == p_es.scale  # same patient, other phase
+    f = phase_factors(1.0)
+    assert p_es.lv[1] == pytest.approx(p_ed.lv[1] * (1 - MOTION.lv_width))
+    assert p_es.lv[2] == pytest.approx(p_ed.lv[2] * (1 + MOTION.wall_thickening))
+    # chamber areas scale with the product of the configured length and width changes
+    assert area(es, "rv") / area(ed, "rv") == pytest.approx(f["rv_width"] * f["rv_length"], rel=0.03)
+    assert area(es, "la") / area(ed, "la") == pytest.approx(f["atria"] ** 2, rel=0.03)
+    assert area(es, "lv") / area(ed, "lv") == pytest.approx(f["lv_width"] * f["lv_length"], rel=0.12)
+    assert area(es, "myocardium") > area(ed, "myocardium")  # walls thicken
+    assert not np.array_equal(img_ed, img_es)
+    # a dilated LV contracts less
+    _, ed_d, _ = src.render("test", 1, condition="dilated-lv", age="adult", phase=0.0)
+    _, es_d, _ = src.render("test", 1, condition="dilated-lv", age="adult", phase=1.0)
+    assert area(es_d, "lv") / area(ed_d, "lv") > area(es, "lv") / area(ed, "lv") + 0.15
+
+
+def test_anatomy_in_proportion():
+    """A4C proportions: LV longer than the RV and ~2x the RV's width; atria below the AV plane; apex near the
+    transducer."""
+    src = PhantomSource(size=256, conditions="normal", ages="adult")
+    for i in range(3):
+        _, lm, p = src.render("test", i, phase=0.0)
+        assert p.lv[0] > p.rv[0] and 1.7 < p.lv[0] / (2 * p.rv[1]) < 2.8
+        ys_lv = np.nonzero(lm == LABELS["lv"])[0]
+        ys_la = np.nonzero(lm == LABELS["la"])[0]
+        assert ys_lv.min() < 0.25 * 256  # LV apex in the upper quarter, near the transducer
+        assert np.median(ys_la) > np.median(ys_lv)  # atria below the ventricles
+        heart = np.isin(lm, [LABELS[k] for k in ("lv", "rv", "la", "ra", "myocardium", "ivs", "ias")])
+        assert heart.sum() > 0.35 * (lm > 0).sum()  # the heart fills much of the sector
+
+
+def test_phase_option_keeps_determinism():
+    src = PhantomSource(size=SIZE)
+    a = src.render("test", 3, phase=0.4)
+    b = src.render("test", 3, phase=0.4)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2].phase == 0.4

@@ -31,13 +31,13 @@ from tasks.segmentation import (
     TRAIN_PARAMETERS,
     TrainConfig,
     class_maps,
-    common_structures,
     dice_hd95,
     labelled_set,
     not_applicable,
     predict,
     prepare_images,
     resolve_device,
+    seg_problem,
     structure_rows,
     summarise_dice,
     trained_network,
@@ -93,24 +93,13 @@ class AnatomyFaithfulnessTask(Task):
         if gen is None:
             return [not_applicable("mean_dice", "not applicable: this generator does not produce labels "
                                    "(its image set has no label maps)")]
-        structures, skipped = common_structures(train, gen, what_a="training", what_b="generated")
-        if not structures:
-            raise DataError(f"task {NAME!r}: no structure is annotated in both the training labels ({train.source}) "
-                            f"and the generated label maps ({gen.source}); skipped: {skipped}")
-        from harness.data.labels import lv_myocardium_convention
-
-        lv_only = lv_myocardium_convention(train.source, gen.source)
-        k = len(structures) + 1
-        x_train = prepare_images(train.images, cfg.size)
-        y_train = class_maps(train.label_maps, train.source, structures, lv_myocardium_only=lv_only, size=cfg.size,
-                             what="training")
+        prob = seg_problem(NAME, train, gen, cfg, what="generated")
+        structures, skipped, lv_only, k = prob.structures, prob.skipped, prob.lv_only, prob.k
+        x_train, y_train, x_gen, y_gen = prob.x_train, prob.y_train, prob.x_eval, prob.y_eval
         device = resolve_device(ctx.device)
         ctx.progress(0, total=cfg.steps)
         net, info = trained_network("segmenter", x_train, y_train, k, cfg, int(p["seed"]), cache_dir=ctx.cache_dir,
                                     device=device, progress=ctx.progress)
-        x_gen = prepare_images(gen.images, cfg.size)
-        y_gen = class_maps(gen.label_maps, gen.source, structures, lv_myocardium_only=lv_only, size=cfg.size,
-                           what="generated")
         pred = predict(net, x_gen, device=device, batch_size=int(p["eval_batch_size"]))
         dice, hd = dice_hd95(pred, y_gen, k, hd95=False)
         present = np.stack([(y_gen == c).any(axis=(1, 2)) for c in range(1, k)], axis=1)

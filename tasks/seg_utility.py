@@ -38,15 +38,13 @@ from tasks.segmentation import (
     TRAIN_PARAMETERS,
     LabelledSet,
     TrainConfig,
-    class_maps,
-    common_structures,
     dice_hd95,
     labelled_set,
     not_applicable,
     parse_seeds,
     predict,
-    prepare_images,
     resolve_device,
+    seg_problem,
     structure_rows,
     summarise_dice,
     trained_network,
@@ -104,20 +102,9 @@ class SegUtilityTask(Task):
             if train is None:
                 return [not_applicable("mean_dice", "not applicable: this generator does not produce labels "
                                        "(its image set has no label maps)")]
-        structures, skipped = common_structures(train, test, what_a="training", what_b="reference")
-        if not structures:
-            raise DataError(f"task {NAME!r}: no structure is annotated in both the training labels ({train.source}) "
-                            f"and the reference labels ({test.source}); skipped: {skipped}")
-        from harness.data.labels import lv_myocardium_convention
-
-        lv_only = lv_myocardium_convention(train.source, test.source)
-        k = len(structures) + 1
-        x_train = prepare_images(train.images, cfg.size)
-        y_train = class_maps(train.label_maps, train.source, structures, lv_myocardium_only=lv_only, size=cfg.size,
-                             what="training")
-        x_test = prepare_images(test.images, cfg.size)
-        y_test = class_maps(test.label_maps, test.source, structures, lv_myocardium_only=lv_only, size=cfg.size,
-                            what="reference")
+        prob = seg_problem(NAME, train, test, cfg, what="reference")
+        structures, skipped, lv_only, k = prob.structures, prob.skipped, prob.lv_only, prob.k
+        x_train, y_train, x_test, y_test = prob.x_train, prob.y_train, prob.x_eval, prob.y_eval
         device = resolve_device(ctx.device)
         ctx.progress(0, total=cfg.steps * len(seeds))
         dice, hd, pred_present, models = [], [], [], []

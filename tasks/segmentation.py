@@ -513,6 +513,37 @@ def common_structures(a: LabelledSet, b: LabelledSet, *, what_a: str, what_b: st
     return keep, skipped
 
 
+@dataclass
+class SegProblem:
+    """A train set and an evaluation set in one class space: the structures annotated on both sides, the class count
+    ``k`` (structures + background) and the images/class maps prepared at ``cfg.size``."""
+
+    structures: list[str]
+    skipped: dict[str, str]
+    lv_only: bool  # CAMUS-style LV-only myocardium on one side (harness.data.labels.lv_myocardium_convention)
+    k: int
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_eval: np.ndarray
+    y_eval: np.ndarray
+
+
+def seg_problem(task: str, train: LabelledSet, other: LabelledSet, cfg: TrainConfig, *, what: str) -> SegProblem:
+    """Structures annotated in both ``train`` and ``other`` (``what``: "reference", "generated"; a structure missing on
+    either side is skipped, never scored as zero; none in common is a DataError) and both sides as class maps."""
+    from harness.data.labels import lv_myocardium_convention
+    from harness.errors import DataError
+
+    structures, skipped = common_structures(train, other, what_a="training", what_b=what)
+    if not structures:
+        raise DataError(f"task {task!r}: no structure is annotated in both the training labels ({train.source}) "
+                        f"and the {what} labels ({other.source}); skipped: {skipped}")
+    lv_only = lv_myocardium_convention(train.source, other.source)
+    maps = lambda s, w: class_maps(s.label_maps, s.source, structures, lv_myocardium_only=lv_only, size=cfg.size, what=w)
+    return SegProblem(structures, skipped, lv_only, len(structures) + 1, prepare_images(train.images, cfg.size), maps(train, "training"),
+                      prepare_images(other.images, cfg.size), maps(other, what))
+
+
 def structure_rows(scores: Sequence[StructureScore], overall: tuple[float, float, float], n_images: int,
                    common: dict[str, Any], *, hd95: bool = True) -> list:
     """MetricResult rows: ``mean_dice``, then ``dice_<structure>`` (and ``hd95_<structure>``) per structure."""

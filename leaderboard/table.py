@@ -36,19 +36,24 @@ from harness.formatting import interval
 TASK_RANK = {"fid": 0, "seg-utility": 1, "seg_utility": 1, "anatomy-faithfulness": 1.5, "condition-fidelity": 1.6,
              "cmmd": 2, "diversity": 3, "color-shift": 4, "color_shift": 4, "memorization": 5}
 #: Task → its headline metric (a regular expression on the stored metric name); other tasks: the first stored.
-HEADLINE = {"fid": r"(FID|FD_.+)(?<!_inf)", "seg-utility": r"dice_mean", "seg_utility": r"dice_mean",
+HEADLINE = {"fid": r"(FID|FD_[^_]+)", "seg-utility": r"mean_dice", "seg_utility": r"mean_dice",
+            "anatomy-faithfulness": r"mean_dice", "condition-fidelity": r"condition_accuracy",
             "cmmd": r"C?MMD.*", "diversity": r"recall", "color-shift": r"color_shift_fraction",
             "color_shift": r"color_shift_fraction", "memorization": r"near_copy_fraction"}
 #: Feature spaces in the order a headline prefers them.
 SPACE_PRIORITY = ("inception", "dinov2", "clip", "radiomics", "pixels", "none")
 
 MEANINGS = [  # (metric-name pattern, what it is)
+    (r"FID_rel|FD_.*_rel", "relative FD: FD(generated, reference) / FD(real half, real half) at equal N (1 = as far as real images are)"),
     (r"FID_inf|FD_.*_inf", "Fréchet distance extrapolated to infinitely many images (FD∞: fit of FD_N = a + k/N)"),
     (r"FID", "Fréchet Inception Distance between Gaussian fits of generated and reference features"),
     (r"FD_.*", "Fréchet distance between Gaussian fits of generated and reference features"),
     (r"KID|KD_.*", "kernel distance: unbiased MMD² with a cubic polynomial kernel, mean over subsets"),
     (r"C?MMD.*", "maximum mean discrepancy (Gaussian kernel) between generated and reference embeddings"),
-    (r"dice.*", "Dice of a segmentation model trained on generated images, tested on real ones (utility)"),
+    (r"mean_dice|dice_.*", "Dice of a segmentation model (seg-utility: trained on generated images, tested on real ones; "
+                           "anatomy-faithfulness: a real-trained model on generated images vs their label maps)"),
+    (r"hd95_.*", "95th-percentile Hausdorff distance of the segmentation (pixels)"),
+    (r"condition_accuracy", "share of generated images a real-trained classifier assigns the requested condition"),
     (r"precision", "share of generated images inside the reference manifold (fidelity; Naeem et al. 2020)"),
     (r"recall", "share of reference images inside the generated manifold (mode coverage; Naeem et al. 2020)"),
     (r"density", "how densely generated images populate reference neighbourhoods (Naeem et al. 2020)"),

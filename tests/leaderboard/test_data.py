@@ -52,11 +52,11 @@ def test_pivot_latest_value_and_headers():
 def test_columns_by_importance_one_headline_per_task():
     tasks = [("memorization", "near_copy_fraction"), ("memorization", "authenticity"),
              ("color-shift", "gray_level_w1"), ("color-shift", "color_shift_fraction"), ("diversity", "vendi"),
-             ("diversity", "recall"), ("cmmd", "CMMD"), ("seg-utility", "dice_lv"), ("seg-utility", "dice_mean"),
+             ("diversity", "recall"), ("cmmd", "CMMD"), ("seg-utility", "dice_lv"), ("seg-utility", "mean_dice"),
              ("fid", "KD_radiomics"), ("fid", "FD_radiomics_inf"), ("fid", "FD_radiomics")]
     res = _results([dict(generator="g", task=t, metric=m, feature_space="radiomics", value=1.0) for t, m in tasks])
     table = tbl.main_table(res)
-    assert [c.metric for c in table.headline] == ["FD_radiomics", "dice_mean", "CMMD", "recall",
+    assert [c.metric for c in table.headline] == ["FD_radiomics", "mean_dice", "CMMD", "recall",
                                                   "color_shift_fraction", "near_copy_fraction"]
     order = [c.task for c in table.columns]
     assert order == sorted(order, key=["fid", "seg-utility", "cmmd", "diversity", "color-shift", "memorization"].index)

@@ -34,7 +34,9 @@ def import_example_study(url: str) -> None:
 
 
 def copy_with_matching_study(seeded_db: str, path: Path) -> str:
-    """A copy of ``seeded_db`` plus a synthetic study rating its generators (real > images > labelmap)."""
+    """A copy of ``seeded_db`` plus a synthetic study rating its generators in the order of their FD_radiomics
+    (real > labelmap > images: with the simulated phantom v2 the flat label maps are closer to the phantom's
+    texture than the gray noise fans of ``write_image_folder``)."""
     import sqlite3
 
     import pandas as pd
@@ -49,7 +51,7 @@ def copy_with_matching_study(seeded_db: str, path: Path) -> str:
     rng = np.random.default_rng(1)
     rows = [{"participant_id": f"P{p}", "image_id": f"{s}-{i}", "source": s,
              "rating": int(np.clip(round(rng.normal(mu, 0.7)), 1, 5))}
-            for p in range(4) for s, mu in (("real", 4.5), ("images", 3.0), ("labelmap", 1.2)) for i in range(5)]
+            for p in range(4) for s, mu in (("real", 4.5), ("labelmap", 3.0), ("images", 1.2)) for i in range(5)]
     import_study(Store(url), study_from_frames(pd.DataFrame(rows)), "zz-agreement", config={"synthetic": True})
     return url
 

@@ -106,7 +106,7 @@ def test_agreement_tab_with_a_matching_study(monkeypatch, seeded_db, tmp_path):
     at = _app(monkeypatch, url)
     assert at.sidebar.selectbox[0].value == "zz-agreement"  # newest study selected
     tau = next(d.value for d in at.dataframe if "tau" in d.value.columns).set_index("metric")
-    assert tau.loc["FD_radiomics ↓ [radiomics]", "tau"] == "1"  # real < images < labelmap, as rated
+    assert tau.loc["FD_radiomics ↓ [radiomics]", "tau"] == "1"  # real < labelmap < images in FD, as rated
 
 
 def test_empty_and_missing_database_show_the_first_run_message(monkeypatch, tmp_path):

@@ -100,7 +100,7 @@ def test_agreement_plot_when_generators_are_rated(seeded_db, tmp_path):
     index = (out / "index.html").read_text(encoding="utf-8")
     assert "Metrics vs clinicians" in index and "src='plots/agreement-FD_radiomics-radiomics.svg'" in index
     svg = (out / "plots/agreement-FD_radiomics-radiomics.svg").read_text(encoding="utf-8")
-    assert "Kendall τ = +1.00" in svg  # real < images < labelmap in FD, as rated
+    assert "Kendall τ = +1.00" in svg  # real < labelmap < images in FD, as rated
     human = (out / "human.html").read_text(encoding="utf-8")
     assert "zz-agreement" in human
 

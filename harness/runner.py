@@ -386,7 +386,8 @@ def _start_run(store, p: RunPlan) -> str:
 
 def _open_run(store, p: RunPlan) -> str:
     """A new run row, or the ``interrupted`` row of the same request (same image set, tasks and spaces) taken over."""
-    same = [r for r in store.runs()  # runs() first marks rows of dead processes interrupted if r.status == "interrupted" and r.imageset_path == str(p.gen_root.resolve())
+    # store.runs() first marks the rows of dead processes interrupted
+    same = [r for r in store.runs() if r.status == "interrupted" and r.imageset_path == str(p.gen_root.resolve())
             and (r.config or {}).get("request", {}).get("tasks") == p.request.tasks and r.feature_space == p.spaces]
     if same:
         store.resume_run(same[-1].id)

@@ -156,7 +156,7 @@ def run(
     n_train: Optional[int] = typer.Option(None, "--n-train", help="Training images the memorization task searches for near-copies (default: same as --n); "
                                    "copies of training images past these are not found, so use the training set's size."),
     seed: int = typer.Option(0, "--seed", help="Seed for generation and for the tasks' resampling."),
-    features: str = typer.Option("inception", "--features", "-f", help="Feature space: inception (FID), radiomics, random-inception, ..."),
+    features: Optional[str] = typer.Option(None, "--features", "-f", help="Feature space(s), comma-separated: inception (FID), dinov2, clip, radiomics, random-inception, random-dinov2, random-clip (harness list features). Default: inception, except that diversity runs in dinov2 and cmmd in clip when those weights are on this machine (the field's practice; never downloaded for this choice)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Weight file of the feature extractor (e.g. inception-2015-12-05.pt)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Generator checkpoint file or folder."),
     images: Optional[str] = typer.Option(None, "--images", help="Folder of generated images (with --generator images)."),

@@ -68,7 +68,7 @@ class RunRequest:
     train_data: str | None = None
     n_train: int | None = None
     seed: int = 0
-    features: str = "inception"  # one space, or several comma-separated: "radiomics,dinov2"
+    features: str | None = None  # one space or several comma-separated ("radiomics,dinov2"); None: each task's default
     weights: str | None = None
     checkpoint: Path | None = None
     conditions: list[str] | None = None
@@ -92,6 +92,9 @@ class RunOutcome:
     imageset: Path
     reference_imageset: Path | None
     artifacts: dict[str, Path]
+
+
+DEFAULT_SPACE = "inception"  # where FID is defined; the default of every feature task without a preferred space
 
 
 # the plan ------------------------------------------------------------------------------------------------
@@ -126,6 +129,7 @@ class RunPlan:
     gen_key: str
     gen_info: dict
     real_train: RealSet | None = None  # the data source's labelled training split (segmentation/condition tasks)
+    task_spaces: dict[str, list[str]] = field(default_factory=dict)  # feature task -> the spaces it is scored in
 
     @property
     def spaces(self) -> str | None:
@@ -144,7 +148,11 @@ def plan(req: RunRequest, dist: Dist) -> RunPlan:
     needs = {flag: any(getattr(t.spec, flag) for _, t in tasks)
              for flag in ("needs_features", "needs_reference", "needs_train", "needs_real_train")}
     device = dist.device(validate_device(req.device))
-    extractors = _plan_extractors(req.features, device, req.weights) if needs["needs_features"] else []
+    task_spaces = _task_spaces(req, tasks)
+    explicit = req.features is not None or req.weights is not None
+    spaces = (DEFAULT_SPACE if req.features is None else req.features) if explicit else \
+        ",".join(dict.fromkeys(s for names in task_spaces.values() for s in names))
+    extractors = _plan_extractors(spaces, device, req.weights) if needs["needs_features"] else []
     data = DataSpec.parse(req.data or "phantom")
     gen_cls = registry.generators.get(req.generator)
     options = dict(req.generator_options)
@@ -178,7 +186,7 @@ def plan(req: RunRequest, dist: Dist) -> RunPlan:
     info = {"generator": req.generator, **parts, "versions": versions(), "git_sha": git_sha()}
     home = Path(req.home) if req.home else default_home()
     return RunPlan(req, dist, device, home, data, gen, ck_hash, n, tasks, extractors, reference, train,
-                   run_key(parts), info, real_train)
+                   run_key(parts), info, real_train, task_spaces)
 
 
 def _plan_tasks(req: RunRequest) -> list[tuple[str, Task]]:
@@ -190,6 +198,28 @@ def _plan_tasks(req: RunRequest) -> list[tuple[str, Task]]:
     if unused:
         raise UsageError(f"--task-option given for task(s) not run: {', '.join(unused)} (tasks: {', '.join(req.tasks)})")
     return [(name, registry.tasks.get(name)(**req.task_options.get(name, {}))) for name in req.tasks]
+
+
+def _task_spaces(req: RunRequest, tasks: list[tuple[str, Task]]) -> dict[str, list[str]]:
+    """The feature spaces each feature task is scored in.
+
+    With ``--features`` (or ``--weights``, which names Inception's file unless ``--features`` says otherwise) every
+    feature task runs in every listed space. Without either, each task runs in its preferred space
+    (``TaskSpec.default_features``: diversity → ``dinov2`` as dgm-eval does, cmmd → ``clip`` as the CMMD paper
+    does) when that model's weights are on this machine (``FeatureExtractor.availability``: never downloads), else
+    in Inception (the space FID is defined in).
+    """
+    feature_tasks = [(name, t) for name, t in tasks if t.spec.needs_features]
+    if req.features is not None or req.weights is not None:
+        names = [f.strip() for f in (DEFAULT_SPACE if req.features is None else str(req.features)).split(",")]
+        return {name: list(dict.fromkeys(n for n in names if n)) for name, _ in feature_tasks}
+    out: dict[str, list[str]] = {}
+    for name, task in feature_tasks:
+        preferred = task.spec.default_features or DEFAULT_SPACE
+        if preferred != DEFAULT_SPACE and not registry.features.get(preferred).availability().startswith("ok"):
+            preferred = DEFAULT_SPACE
+        out[name] = [preferred]
+    return out
 
 
 def _plan_extractors(features: str, device: str, weights: str | None) -> list:
@@ -303,7 +333,8 @@ def evaluate(p: RunPlan, sets: ImageSets, features: dict[str, Features], reporte
     results: list[tuple[str, MetricResult]] = []
     artifacts: dict[str, Path] = {}
     for name, task in p.tasks:
-        for f in (features.values() if task.spec.needs_features else [None]):
+        spaces = p.task_spaces.get(name, list(features)) if task.spec.needs_features else []
+        for f in ([features[s] for s in spaces] if task.spec.needs_features else [None]):
             ctx = _context(p, sets, f, name, artifacts_dir)
             label = f"task {name}" + (f" [{f.extractor.feature_space}]" if f is not None and len(features) > 1 else "")
             with reporter.stage(label, None) as advance:
@@ -378,6 +409,7 @@ def _start_run(store, p: RunPlan) -> str:
         reference=str(p.reference.spec) if p.reference else None, n=p.n, seed=req.seed, feature_space=p.spaces,
         config=jsonable({"request": dataclasses.asdict(req), "generator": p.generator.describe(),
                          "extractors": {e.feature_space: e.fingerprint() for e in p.extractors},
+                         "task_spaces": p.task_spaces,
                          "reference": _set_info(p.reference), "training_set": _set_info(p.train),
                          "tasks": {name: {"version": t.spec.version, "params": t.params} for name, t in p.tasks}}),
         versions=versions(), git_sha=git_sha(), imageset_path=str(p.gen_root.resolve()), provenance={},

@@ -34,6 +34,8 @@ class TaskSpec:
     #: the data source's real training split (``<data>:train``, never the generator's own training data):
     #: ``train_images`` plus the labels/conditions asked for above; trained models go to ``cache_dir``
     needs_real_train: bool = False
+    #: the space the task runs in when the user names none (``harness run`` without ``--features``): used when
+    #: that extractor's weights are on this machine, else Inception (see ``harness.runner._task_spaces``)
     default_features: str | None = "inception"
     parameters: dict[str, Any] = field(default_factory=dict)  # name -> default (its type is the option's type)
     #: name -> (low, high), inclusive: the option's allowed range (numbers); see :func:`parse_option`

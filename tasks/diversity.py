@@ -385,6 +385,7 @@ class DiversityTask(Task):
         description="Precision, recall, density, coverage (Naeem et al. 2020), Vendi score (cosine kernel) and "
                     "intra-set MS-SSIM, for the generated and the reference set side by side",
         needs_images=True,
+        default_features="dinov2",  # without --features: DINOv2 when its weights are on this machine, else Inception
         parameters={"k": 5, "vendi_center": False, "msssim_pairs": 200, "msssim_window": 11,
                     "standardise": True, "n_boot": 200, "ci": 0.95},
         ranges={"k": (1, 1000), "msssim_pairs": (0, 1_000_000), "msssim_window": (3, 63), "n_boot": (0, 100_000),

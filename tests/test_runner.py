@@ -230,3 +230,46 @@ def test_plan_errors_leave_no_run_row_and_no_image_folder(tmp_path):
         with pytest.raises(UsageError):
             run(req)
     assert Store().runs() == [] and not home.exists()
+
+
+def _tiny_dinov2_weights(root: Path) -> None:
+    """A save_pretrained DINOv2 folder at $ECHOBENCH_WEIGHTS/dinov2-large (tiny random config)."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    cfg = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, patch_size=14, image_size=224)
+    Dinov2Model(cfg).eval().save_pretrained(root / "dinov2-large")
+
+
+def test_without_features_diversity_runs_in_dinov2_when_its_weights_are_here(tmp_path, monkeypatch):
+    """dgm-eval's practice: no --features -> diversity in DINOv2 space if the weights are on this machine, else
+    Inception; fid stays in Inception; an explicit --features (or --weights) applies to every task."""
+    from harness import runner
+    from harness.features import dinov2 as D
+    from tasks.cmmd import CMMDTask
+    from tasks.diversity import DiversityTask
+    from tasks.fid import FIDTask
+
+    monkeypatch.setenv("ECHOBENCH_WEIGHTS", str(tmp_path / "w"))
+    monkeypatch.setenv("ECHOBENCH_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    tasks = [("fid", FIDTask()), ("diversity", DiversityTask()), ("cmmd", CMMDTask())]
+    spaces = runner._task_spaces(RunRequest(generator="real", tasks=["fid", "diversity", "cmmd"]), tasks)
+    assert spaces == {"fid": ["inception"], "diversity": ["inception"], "cmmd": ["inception"]}  # no weights here
+    _tiny_dinov2_weights(tmp_path / "w")
+    spaces = runner._task_spaces(RunRequest(generator="real", tasks=["fid", "diversity", "cmmd"]), tasks)
+    assert spaces == {"fid": ["inception"], "diversity": ["dinov2"], "cmmd": ["inception"]}
+    explicit = RunRequest(generator="real", tasks=["fid", "diversity"], features="radiomics,random-clip")
+    assert runner._task_spaces(explicit, tasks[:2]) == {"fid": ["radiomics", "random-clip"],
+                                                        "diversity": ["radiomics", "random-clip"]}
+    weights_only = RunRequest(generator="real", tasks=["diversity"], weights="inception.pt")
+    assert runner._task_spaces(weights_only, tasks[1:2]) == {"diversity": ["inception"]}
+
+    # end to end: the diversity results are in the dinov2 space (tiny stand-in architecture accepted for the test)
+    monkeypatch.setattr(D.DINOv2Extractor, "expected", {"hidden_size": 32, "num_hidden_layers": 2, "patch_size": 14})
+    monkeypatch.setattr(D.DINOv2Extractor, "dim", 32)
+    out = run(RunRequest(generator="real", tasks=["diversity"], n=24, task_options={"diversity": {"n_boot": 20}}))
+    assert out.feature_space == "dinov2"
+    assert {r.feature_space for _, r in out.results} == {"dinov2", "pixels"}  # MS-SSIM is computed on pixels
+    assert {r.metric for _, r in out.results if r.feature_space == "dinov2"} >= {"precision", "recall", "vendi"}
+    config = Store().runs()[-1].config
+    assert config["task_spaces"] == {"diversity": ["dinov2"]}

@@ -27,3 +27,28 @@ def test_cli_seg_utility_on_real():
     assert again.returncode == 0, again.stderr
     assert {r["metric"]: r["value"] for r in map(json.loads, again.stdout.splitlines())} == \
         {m: r["value"] for m, r in rows.items()}
+
+
+def test_cli_seg_utility_tests_on_a_users_labelled_folder(tmp_path):
+    """`--reference folder:DIR` with images/ + labelmaps/ (phantom label values, LV = 3): the segmenter trained on
+    the generated images is tested on the user's labelled frames, per structure found in their label maps."""
+    import numpy as np
+    from PIL import Image
+
+    ref = tmp_path / "my_frames"
+    proc = harness("data", "export", "phantom:test", "--n", "14", "--size", "64", "--out", str(ref))
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((ref / "labelmaps").glob("*.png"))) == 14
+    # keep only the LV in the user's label maps: the results must then be LV only
+    for p in (ref / "labelmaps").glob("*.png"):
+        lm = np.asarray(Image.open(p))
+        Image.fromarray(np.where(lm == 3, 3, 0).astype(np.uint8)).save(p)
+    args = ["run", "--generator", "labelmap", "--task", "seg-utility", "--reference", f"folder:{ref}", "--n", "16",
+            "--json"]
+    for opt in TINY:
+        args += ["--task-option", opt]
+    proc = harness(*args)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["metric"]: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert {m for m in rows if m.startswith("dice_")} == {"dice_lv"}, sorted(rows)
+    assert rows["mean_dice"]["n"] == 14 and 0 <= rows["mean_dice"]["value"] <= 1

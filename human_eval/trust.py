@@ -38,7 +38,7 @@ from harness.errors import DataError, UsageError
 log = logging.getLogger(__name__)
 
 __all__ = ["SIZES", "agreement_table", "cross_space_table", "fault_response", "headline", "metric_family",
-           "small_n_spread", "spread_summary", "store_utility_table", "stored_per_image_dice", "tau_b_rows",
+           "results_utility_table", "small_n_spread", "spread_summary", "store_utility_table", "stored_per_image_dice", "tau_b_rows",
            "trust_table", "utility_headline", "utility_inputs", "utility_section", "utility_table", "write_report"]
 
 SIZES = (50, 100, 200, 400, 800)
@@ -715,19 +715,28 @@ def utility_table(dice: pd.DataFrame, distances: pd.DataFrame, *, rng: np.random
     return pd.DataFrame(rows, columns=UTILITY_COLUMNS).sort_values(["space", "family", "metric"]).reset_index(drop=True)
 
 
-def store_utility_table(store, *, targets: Sequence[str] = UTILITY_TASKS, data: str | None = None,
-                        exclude: Sequence[str] = (), seed: int = 0, n_boot: int = 1000, ci: float = 0.95) -> pd.DataFrame:
-    """:func:`utility_table` for every target task over the store's results (per-image Dice read back with
-    :func:`stored_per_image_dice`, so the interval is a bootstrap over test images when they are on disk)."""
-    results = store.results_frame()
+def results_utility_table(results: pd.DataFrame, *, targets: Sequence[str] = UTILITY_TASKS, data: str | None = None,
+                          exclude: Sequence[str] = (), seed: int = 0, n_boot: int = 1000, ci: float = 0.95,
+                          per_image: Callable[[list[str], str], Mapping] | None = None) -> pd.DataFrame:
+    """:func:`utility_table` for every target task over a long results frame (:func:`utility_inputs`), e.g. the
+    leaderboard's loaded results; ``per_image(run_ids, target)`` supplies per-image Dice when it can."""
     parts = []
     for i, target in enumerate(targets):
         dice, dist = utility_inputs(results, target=target, data=data, exclude=exclude)
-        per = stored_per_image_dice(store, list(dice["run_id"]), target)
+        per = per_image(list(dice["run_id"]), target) if per_image is not None else None
         parts.append(utility_table(dice, dist, rng=np.random.default_rng([seed, i]), n_boot=n_boot, ci=ci,
                                    target=target, per_image=per))
     parts = [p for p in parts if not p.empty]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=UTILITY_COLUMNS)
+
+
+def store_utility_table(store, *, targets: Sequence[str] = UTILITY_TASKS, data: str | None = None,
+                        exclude: Sequence[str] = (), seed: int = 0, n_boot: int = 1000, ci: float = 0.95) -> pd.DataFrame:
+    """:func:`results_utility_table` over the store's results, with per-image Dice read back by
+    :func:`stored_per_image_dice` (so the interval is a bootstrap over test images when they are on disk)."""
+    return results_utility_table(store.results_frame(), targets=targets, data=data, exclude=exclude, seed=seed,
+                                 n_boot=n_boot, ci=ci,
+                                 per_image=lambda runs, target: stored_per_image_dice(store, runs, target))
 
 
 def utility_headline(table: pd.DataFrame, target: str = "seg-utility") -> str:

@@ -523,7 +523,8 @@ def _newest(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 def utility_inputs(results: pd.DataFrame, *, target: str = "seg-utility", data: str | None = None,
                    exclude: Sequence[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """From a long results frame (``Store.results_frame()`` or the leaderboard's ``load_results``: one row per
-    stored result, oldest first), the newest ``mean_dice`` of ``target`` per generator (canonical source name;
+    stored result, oldest first), the newest ``mean_dice`` of ``target`` per generator (canonical source name, plus
+    ``@<first 8 of the checkpoint hash>`` when the run has a checkpoint: each checkpoint is a point of the ranking;
     not-applicable rows have no value and are left out) and, for those generators, the newest value of every
     metric stored in a feature space (FD/FID, FD∞, KD/KID, CMMD/MMD, FD_*_rel, precision/recall/density/coverage,
     Vendi …; named as :func:`human_eval.agreement.latest_metric_values` names them) from runs on the same data
@@ -541,6 +542,10 @@ def utility_inputs(results: pd.DataFrame, *, target: str = "seg-utility", data: 
     r = results[pd.to_numeric(results["value"], errors="coerce").notna()].copy()
     r["source"] = r["generator"].map(canonical_source)
     r = r[~r["source"].isin(list(exclude))]
+    ck = next((c for c in ("checkpoint_hash", "checkpoint") if c in r.columns), None)
+    if ck is not None:  # two checkpoints of one generator are two points of the ranking
+        tag = r[ck].astype(object).where(r[ck].notna() & ~r[ck].isin(["", "—"]), None)
+        r["source"] = [s if t is None else f"{s}@{str(t)[:8]}" for s, t in zip(r["source"], tag)]
     if "data" not in r.columns:
         r["data"] = ""
     r["data"] = r["data"].fillna("").astype(str)
@@ -567,11 +572,13 @@ def utility_inputs(results: pd.DataFrame, *, target: str = "seg-utility", data: 
     return dice, m[mcols].sort_values(["metric", "source"]).reset_index(drop=True)
 
 
-def stored_per_image_dice(store, run_ids: Sequence[str], target: str = "seg-utility") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def stored_per_image_dice(store, run_ids: Sequence[str], target: str = "seg-utility"
+                          ) -> dict[str, tuple[np.ndarray | None, np.ndarray]]:
     """Per-image mean Dice of stored runs, ``run_id → (image keys, values)``: seg-utility's per-image CSV artifact
     (``seg_utility_per_image``: ``reference_index, mean_dice``; keys = reference indices, so runs on the same
-    reference can be paired) or anatomy-faithfulness's ``details["per_image_mean_dice"]`` (keys = the generated
-    images' indices). Runs whose values are not readable (artifact moved) are left out."""
+    reference are paired) or anatomy-faithfulness's ``details["per_image_mean_dice"]`` (keys None: each generator's
+    own generated images, bootstrapped independently). Runs whose values are not readable (artifact moved) are left
+    out."""
     import csv
 
     from sqlalchemy import select
@@ -588,9 +595,8 @@ def stored_per_image_dice(store, run_ids: Sequence[str], target: str = "seg-util
                 Result.run_id.in_(ids), Result.task == target, Result.metric == "mean_dice")).all()
             for run_id, details in rows:
                 vals = (details or {}).get("per_image_mean_dice")
-                keys = (details or {}).get("image_indices") or list(range(len(vals or [])))
-                if vals and len(keys) == len(vals):
-                    out[run_id] = (np.asarray(keys, float), np.array([np.nan if v is None else v for v in vals], float))
+                if vals:  # each generator's own images: never paired across generators
+                    out[run_id] = (None, np.array([np.nan if v is None else v for v in vals], float))
             return out
         rows = s.execute(select(Artifact.run_id, Artifact.path).where(
             Artifact.run_id.in_(ids), Artifact.kind == "seg_utility_per_image")).all()
@@ -616,7 +622,8 @@ def _dice_draws(dice: pd.DataFrame, per_image: Mapping | None, rng: np.random.Ge
     runs = list(dice["run_id"])
     per = [per_image.get(r) for r in runs] if per_image else [None] * len(runs)
     if per and all(p is not None for p in per):
-        if all(np.array_equal(np.sort(per[0][0]), np.sort(p[0])) for p in per):
+        if per[0][0] is not None and all(p[0] is not None and np.array_equal(np.sort(per[0][0]), np.sort(p[0]))
+                                         for p in per):
             aligned = np.stack([p[1][np.argsort(p[0], kind="stable")] for p in per], axis=1)  # (n_images, n_gen)
             idx = rng.integers(0, aligned.shape[0], (n_boot, aligned.shape[0]))
             with warnings.catch_warnings():
@@ -758,5 +765,6 @@ def utility_headline(table: pd.DataFrame, target: str = "seg-utility") -> str:
     n_pred = int((t["verdict"] == "predicts").sum())
     return (f"{lab} ranks the generators by {short} with τ = {best['kendall_tau']:.2f} (95% CI "
             f"[{best['ci_low']:.2f}, {best['ci_high']:.2f}] over the measurement noise; exact p = {best['p']:.2g}, and "
-            f"with {n} generators{base} no p can go below {best['min_p']:.2g}); {what}. {n_pred} of {len(t)} stored "
-            "distances have a CI above 0.")
+            f"with {n} generators{base} no p can go below {best['min_p']:.2g}"
+            f"{', so no ranking of them can be significant' if best['min_p'] >= 0.05 else ''}); {what}. {n_pred} of "
+            f"{len(t)} stored distances have a CI above 0.")

@@ -5,6 +5,7 @@ the interval by hand (paired bootstrap over test images), too few generators, th
 from __future__ import annotations
 
 import csv
+import json
 from math import factorial
 
 import numpy as np
@@ -99,12 +100,18 @@ def test_utility_table_known_answers(tmp_path):
     assert seg.loc["FD_radiomics", "best_by_metric"] == seg.loc["FD_radiomics", "best_by_dice"] == "real"
     assert bool(seg.loc["MMD_random-clip", "substitute"]) and not bool(seg.loc["FD_radiomics", "substitute"])
     assert "stored Dice CI" in seg.loc["FD_radiomics", "uncertainty"]  # no per-image values on disk
+    # anatomy-faithfulness's per-image values (in the details) are each generator's own images: not paired
+    assert af_uncertainty(t).startswith("bootstrap over each run's images")
     # anatomy-faithfulness is its own target (its mean_dice, 1 - DICE, ranks against the FD)
     af = t[t["target"] == "anatomy-faithfulness"].set_index("metric")
     assert af.loc["FD_radiomics", "kendall_tau"] == pytest.approx(-1.0)
     line = trust.utility_headline(t)
     assert line.startswith("FD_radiomics ranks the generators by downstream Dice with τ = 1.00")
     assert "incl. the baselines labelmap, real" in line and "0.083" in line
+
+
+def af_uncertainty(t: pd.DataFrame) -> str:
+    return t.loc[t["target"] == "anatomy-faithfulness", "uncertainty"].iloc[0]
 
 
 def test_interval_by_hand_paired_bootstrap_over_test_images(tmp_path):
@@ -156,6 +163,10 @@ def test_page_and_command_without_a_study(tmp_path, monkeypatch, capsys):
     assert "FD_radiomics ranks the generators by downstream Dice with τ = 1.00" in page
     csv_t = pd.read_csv(tmp_path / "out" / "utility_table.csv")
     assert set(csv_t["target"]) == {"seg-utility", "anatomy-faithfulness"} and len(csv_t) == 6
+    capsys.readouterr()
+    assert run_cli(["human", "agreement", "--utility", "--db", db, "--json", "--n-boot", "50"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert len(payload["utility"]) == 6 and payload["headline"][0].startswith("FD_radiomics ranks")
     for argv, needles in ((["human", "agreement", "--db", db, "--out", str(tmp_path / "o2")], ("--study", "--utility")),
                           (["human", "agreement", "--utility", "--data", "nowhere", "--db", db, "--out",
                             str(tmp_path / "o2")], ("nowhere", "phantom"))):
@@ -164,3 +175,20 @@ def test_page_and_command_without_a_study(tmp_path, monkeypatch, capsys):
         lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: ") and all(n in lines[0] for n in needles), lines
         assert not (tmp_path / "o2").exists()
+
+
+def test_each_checkpoint_is_a_point_and_distances_come_from_the_same_checkpoint(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'ck.db'}")
+    for ck, dice, fd in (("a" * 64, 0.7, 2.0), ("b" * 64, 0.5, 6.0), (None, 0.9, 1.0)):
+        rid = store.start_run(generator="cyclegan" if ck else "real", checkpoint_hash=ck, data_source="phantom", n=10,
+                              seed=0, feature_space="radiomics")
+        store.finish_run(rid, [{"task": "seg-utility", "metric": "mean_dice", "value": dice, "higher_is_better": True},
+                               {"task": "fid", "metric": "FD_radiomics", "value": fd, "higher_is_better": False,
+                                "feature_space": "radiomics"}])
+    dice, dist = trust.utility_inputs(store.results_frame())
+    assert list(dice["source"]) == ["cyclegan@aaaaaaaa", "cyclegan@bbbbbbbb", "real"]
+    row = trust.utility_table(dice, dist, rng=np.random.default_rng(0), n_boot=50).iloc[0]
+    assert row["n_generators"] == 3 and row["kendall_tau"] == pytest.approx(1.0) and row["baselines"] == "real"
+    assert row["min_p"] == pytest.approx(1 / 3) and row["p"] == pytest.approx(1 / 3)
+    assert "no ranking of them can be significant" in trust.utility_headline(trust.utility_table(
+        dice, dist, rng=np.random.default_rng(0), n_boot=50))

@@ -192,3 +192,23 @@ def test_each_checkpoint_is_a_point_and_distances_come_from_the_same_checkpoint(
     assert row["min_p"] == pytest.approx(1 / 3) and row["p"] == pytest.approx(1 / 3)
     assert "no ranking of them can be significant" in trust.utility_headline(trust.utility_table(
         dice, dist, rng=np.random.default_rng(0), n_boot=50))
+
+
+def test_study_page_has_both_sections(tmp_path, capsys):
+    from harness.cli import run_cli
+    from human_eval.db import import_study
+    from human_eval.examples.make_study import write_study
+    from human_eval.schema import read_study
+
+    store = _store(tmp_path)
+    write_study(tmp_path / "study")
+    import_study(store, read_study(tmp_path / "study" / "ratings.csv", tmp_path / "study" / "participants.csv"), "example")
+    assert run_cli(["human", "agreement", "--study", "example", "--db", f"sqlite:///{tmp_path / 'u.db'}", "--out",
+                    str(tmp_path / "out"), "--no-spread", "--no-faults", "--n-boot", "50"]) == 0
+    page = (tmp_path / "out" / "trust.html").read_text()
+    assert "Which metric to trust" in page and "FD_radiomics ranks the generators by downstream Dice" in page
+    assert {"trust_table.csv", "utility_table.csv"} <= {p.name for p in (tmp_path / "out").iterdir()}
+    assert run_cli(["human", "agreement", "--study", "example", "--db", f"sqlite:///{tmp_path / 'u.db'}", "--out",
+                    str(tmp_path / "o2"), "--no-spread", "--no-faults", "--n-boot", "50", "--no-utility"]) == 0
+    assert not (tmp_path / "o2" / "utility_table.csv").exists()
+    assert "downstream Dice" not in (tmp_path / "o2" / "trust.html").read_text()

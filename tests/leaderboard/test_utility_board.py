@@ -144,3 +144,19 @@ def test_static_export_shows_fraction_of_real_and_the_utility_section(utility_db
     assert cut[col] == "75%"
     assert "Which distance predicts downstream Dice" in page and (out / "plots" / "utility.svg").is_file()
     assert "FD_radiomics ranks the generators by downstream Dice with τ = 1.00" in page
+
+
+def test_utility_chart_draws_tau_and_its_interval():
+    from leaderboard import charts
+    from tests.leaderboard.test_chart_specs import _field, _layers
+
+    util = pd.DataFrame({"target": ["seg-utility"] * 3, "metric": ["FD_radiomics", "MMD_random-clip", "KD_x"],
+                         "substitute": [False, True, False], "n_generators": [4, 4, 1], "kendall_tau": [1.0, -0.33, np.nan],
+                         "ci_low": [0.67, -1.0, np.nan], "ci_high": [1.0, 0.33, np.nan], "p": [0.083, 0.75, np.nan],
+                         "min_p": [0.083, 0.083, np.nan]})
+    layers = _layers(charts.utility_chart(util).to_dict())
+    enc, rows, _ = next(x for x in layers if x[2] == "circle")
+    assert _field(enc, "x") == ("kendall_tau", "quantitative")
+    assert {(r["label"], r["kendall_tau"]) for r in rows} == {("FD_radiomics", 1.0), ("MMD_random-clip *", -0.33)}
+    rule = next(x for x in layers if x[2] == "rule" and "x2" in x[0])
+    assert _field(rule[0], "x")[0] == "ci_low" and _field(rule[0], "x2")[0] == "ci_high"

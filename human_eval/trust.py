@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["SIZES", "agreement_table", "cross_space_table", "fault_response", "headline", "metric_family",
            "results_utility_table", "small_n_spread", "spread_summary", "store_utility_table", "stored_per_image_dice", "tau_b_rows",
-           "trust_table", "utility_headline", "utility_inputs", "utility_section", "utility_table", "write_report"]
+           "trust_table", "utility_headline", "utility_inputs", "utility_points", "utility_section", "utility_table", "write_report"]
 
 SIZES = (50, 100, 200, 400, 800)
 FAMILIES = ("FD", "KD", "MMD")  # the distances whose small-N spread and fault response are computed
@@ -384,10 +384,11 @@ def _plots(table: pd.DataFrame, spread_long: Mapping[str, pd.DataFrame], faults:
 def write_report(out_dir: Path, table: pd.DataFrame | None, *, title: str, headline_text: str,
                  spread_long: Mapping[str, pd.DataFrame] | None = None, faults: pd.DataFrame | None = None,
                  extra_tables: Mapping[str, pd.DataFrame] | None = None,
-                 utility: pd.DataFrame | None = None) -> Path:
+                 utility: pd.DataFrame | None = None, utility_points: pd.DataFrame | None = None) -> Path:
     """One self-contained HTML page (``trust.html``: headline, the table, plots embedded as PNG) plus
     ``trust_table.csv``; with ``utility`` (:func:`utility_table` rows, possibly empty) a section "Which distance
-    predicts downstream Dice" (headline per target, table, tau plot) and ``utility_table.csv``. ``table=None``:
+    predicts downstream Dice" (headline per target, table, tau plot, and with ``utility_points`` the headline
+    distance against the Dice per generator) and ``utility_table.csv``. ``table=None``:
     the utility section alone (no clinician study). Written to temporary files and renamed. Returns the page's
     path."""
     from harness.csvsafe import csv_bytes
@@ -405,7 +406,7 @@ def write_report(out_dir: Path, table: pd.DataFrame | None, *, title: str, headl
     if table is not None:
         parts += _trust_section(table, spread_long, faults, extra_tables)
     if utility is not None:
-        parts += utility_section(utility)
+        parts += utility_section(utility, utility_points)
     parts.append("</body></html>")
     page = out_dir / "trust.html"
     if table is not None:
@@ -446,8 +447,9 @@ UTILITY_EXPLAINED = (
     "are computed in stand-in spaces (random-init networks): NOT the published metric.")
 
 
-def utility_section(utility: pd.DataFrame) -> list[str]:
-    """The HTML of "Which distance predicts downstream Dice": one headline per target, the table, the tau plot."""
+def utility_section(utility: pd.DataFrame, points: pd.DataFrame | None = None) -> list[str]:
+    """The HTML of "Which distance predicts downstream Dice": one headline per target, the table, the tau plot and
+    (with ``points``, :func:`utility_points`) each headline distance against the Dice, one point per generator."""
     parts = ["<h2 id='utility'>Which distance predicts downstream Dice</h2>"]
     targets = [t for t in UTILITY_TASKS if not utility.empty and t in set(utility["target"])] or ["seg-utility"]
     parts += [f"<p><b>{html.escape(utility_headline(utility, t))}</b></p>" for t in targets]
@@ -459,7 +461,31 @@ def utility_section(utility: pd.DataFrame) -> list[str]:
     if png:
         cap = "Kendall τ of each distance vs downstream Dice (95% CI over the measurement noise)"
         parts += [f"<h3>{cap}</h3>", f"<img alt='{html.escape(cap)}' src='data:image/png;base64,{png}'>"]
+    if points is not None and not points.empty:
+        cap = "The headline distance against the mean Dice, one point per generator (95% CIs)"
+        parts += [f"<h3>{cap}</h3>", f"<img alt='{html.escape(cap)}' src='data:image/png;base64,{_points_plot(points)}'>"]
     return parts
+
+
+def _points_plot(points: pd.DataFrame) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    groups = list(points.groupby(["target", "metric"], sort=False))
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.8), squeeze=False)
+    for ax, ((target, metric), g) in zip(axes[0], groups):
+        x, y = g["value"].to_numpy(float), g["dice"].to_numpy(float)
+        xe = np.abs(np.stack([x - g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float) - x]))
+        ye = np.abs(np.stack([y - g["dice_low"].to_numpy(float), g["dice_high"].to_numpy(float) - y]))
+        ax.errorbar(x, y, xerr=np.nan_to_num(xe), yerr=np.nan_to_num(ye), fmt="o", capsize=3)
+        for src, xi, yi in zip(g["source"], x, y):
+            ax.annotate(str(src), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_xlabel(str(metric))
+        ax.set_ylabel(f"{target} mean Dice")
+    fig.tight_layout()
+    return _png(fig)
 
 
 def _utility_plot(utility: pd.DataFrame) -> str | None:
@@ -746,6 +772,31 @@ def store_utility_table(store, *, targets: Sequence[str] = UTILITY_TASKS, data: 
                                  per_image=lambda runs, target: stored_per_image_dice(store, runs, target))
 
 
+def _best(t: pd.DataFrame) -> pd.Series:
+    """The row a headline names: highest tau, then the higher CI low end, a real space before a substitute."""
+    return t.sort_values(["kendall_tau", "ci_low", "substitute", "metric"], ascending=[False, False, True, True]).iloc[0]
+
+
+def utility_points(results: pd.DataFrame, table: pd.DataFrame, *, data: str | None = None,
+                   exclude: Sequence[str] = ()) -> pd.DataFrame:
+    """For each target of ``table``, the generators' values of the distance its headline names against their mean
+    Dice (what the page's scatter shows): ``target, metric, source, value, ci_low, ci_high, dice, dice_low,
+    dice_high``."""
+    cols = ["target", "metric", "source", "value", "ci_low", "ci_high", "dice", "dice_low", "dice_high"]
+    out = []
+    for target in [t for t in UTILITY_TASKS if not table.empty and t in set(table["target"])]:
+        t = table[(table["target"] == target) & (table["n_generators"] >= 2)].dropna(subset=["kendall_tau"])
+        if t.empty:
+            continue
+        metric = _best(t)["metric"]
+        dice, dist = utility_inputs(results, target=target, data=data, exclude=exclude)
+        d = dist[dist["metric"] == metric].merge(
+            dice.rename(columns={"value": "dice", "ci_low": "dice_low", "ci_high": "dice_high"})[
+                ["source", "dice", "dice_low", "dice_high"]], on="source")
+        out.append(d.assign(target=target)[cols])
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=cols)
+
+
 def utility_headline(table: pd.DataFrame, target: str = "seg-utility") -> str:
     """One sentence: which distance ranks the generators by downstream Dice best, and how sure that is."""
     short = {"seg-utility": "downstream Dice", "anatomy-faithfulness": "anatomy faithfulness"}.get(target, target)
@@ -758,7 +809,7 @@ def utility_headline(table: pd.DataFrame, target: str = "seg-utility") -> str:
         return (f"Fewer than 2 generators have both a stored {target} mean Dice and a stored distance, so no distance "
                 f"can be compared with {short} yet: run `harness run --generator G --task {target}` (the real and "
                 "labelmap baselines count) and a distance task for the same generators.")
-    best = t.sort_values(["kendall_tau", "ci_low", "substitute"], ascending=[False, False, True]).iloc[0]
+    best = _best(t)
     lab = f"{best['metric']}{' (substitute space)' if best['substitute'] else ''}"
     n = int(best["n_generators"])
     base = f" incl. the baselines {best['baselines']}" if best["baselines"] else ""

@@ -128,9 +128,9 @@ def agreement_cmd(
         raise UsageError("give --study NAME (a clinician study in the results DB), or --utility for the table of which "
                          "distance predicts downstream Dice alone (no study needed)")
     store = Store(db)
-    util = _utility(store, data=data, n_boot=n_boot, seed=seed) if utility is not False else None
+    util, points = _utility(store, data=data, n_boot=n_boot, seed=seed) if utility is not False else (None, None)
     if study is None:
-        _utility_only(util, out_dir=out_dir, as_json=as_json, data=data)
+        _utility_only(util, points, out_dir=out_dir, as_json=as_json, data=data)
         return
     tables = load_study(store, study)
     ref_imgs = reference_images(reference) if reference else None
@@ -138,7 +138,8 @@ def agreement_cmd(
                            exclude=("real",) if exclude_real else (), device=device)
     res.update(_trust(store, tables, res, study=study, out_dir=out_dir, n_boot=n_boot, seed=seed, spread=spread,
                       sizes=size_list, draws=draws, faults=faults, fault_n=fault_n, fault_size=fault_size,
-                      spaces=spaces, device=device, reference=ref_imgs, per_image_space=features, utility=util))
+                      spaces=spaces, device=device, reference=ref_imgs, per_image_space=features, utility=util,
+                      utility_points=points))
     if "per_image" in res and len(res["per_image"]):
         from human_eval.agreement import per_image_long
         from human_eval.db import save_per_image_metrics
@@ -222,7 +223,7 @@ def _write_outputs(res: dict, tables, out_dir: Path) -> None:
 
 
 def _trust(store, tables, res, *, study, out_dir, n_boot, seed, spread, sizes, draws, faults, fault_n, fault_size,
-           spaces, device, reference, per_image_space, utility=None) -> dict:
+           spaces, device, reference, per_image_space, utility=None, utility_points=None) -> dict:
     """The cross-space table (always), its spread/fault columns and the HTML page (with --out); ``utility``
     (the distance-vs-Dice table, or None) is added to the result and to the page."""
     import numpy as np
@@ -244,7 +245,8 @@ def _trust(store, tables, res, *, study, out_dir, n_boot, seed, spread, sizes, d
             err.print("[bold]" + trust.headline(table) + "[/bold]", highlight=False)
         elif out_dir is not None and utility is not None:
             page = trust.write_report(out_dir, None, title=f"Which metric to trust — study {study}",
-                                      headline_text=trust.headline(table), utility=utility)
+                                      headline_text=trust.headline(table), utility=utility,
+                                      utility_points=utility_points)
             out["trust_page"] = pd.DataFrame({"path": [str(page)]})
         return out
     wanted = [s.strip() for s in spaces.split(",") if s.strip()] if spaces else sorted(set(table["space"]) - {""})
@@ -278,7 +280,8 @@ def _trust(store, tables, res, *, study, out_dir, n_boot, seed, spread, sizes, d
     if fault_df is not None:
         extra["Response to phantom faults"] = fault_df
     page = trust.write_report(out_dir, full, title=f"Which metric to trust — study {study}", headline_text=line,
-                              spread_long=spread_long, faults=fault_df, extra_tables=extra, utility=utility)
+                              spread_long=spread_long, faults=fault_df, extra_tables=extra, utility=utility,
+                              utility_points=utility_points)
     err.print("[bold]" + line + "[/bold]", highlight=False)
     out["trust"] = full
     out["trust_page"] = pd.DataFrame({"path": [str(page)]})
@@ -293,17 +296,19 @@ def _targets(utility) -> list[str]:
 
 
 def _utility(store, *, data: str | None, n_boot: int, seed: int):
-    """The distance-vs-Dice table over the whole store; an unknown --data is a UsageError naming the sources."""
+    """The distance-vs-Dice table over the whole store and the headline distances' points; an unknown --data is
+    a UsageError naming the sources."""
     from human_eval import trust
 
     if data is not None:
         known = sorted(set(store.results_frame().get("data", [])) - {None})
         if data not in known:
             raise UsageError(f"--data {data!r}: no stored run on that data source (stored: {', '.join(known) or 'none'})")
-    return trust.store_utility_table(store, data=data, seed=seed, n_boot=n_boot)
+    table = trust.store_utility_table(store, data=data, seed=seed, n_boot=n_boot)
+    return table, trust.utility_points(store.results_frame(), table, data=data)
 
 
-def _utility_only(utility, *, out_dir: Path | None, as_json: bool, data: str | None) -> None:
+def _utility_only(utility, points, *, out_dir: Path | None, as_json: bool, data: str | None) -> None:
     """--utility without --study: print the table and its headlines; with --out the page and the CSV."""
     from harness.cli import err
     from human_eval import trust
@@ -317,7 +322,8 @@ def _utility_only(utility, *, out_dir: Path | None, as_json: bool, data: str | N
         err.print(line, highlight=False, markup=False, style="bold", soft_wrap=True)
     if out_dir is not None:
         title = "Which distance predicts downstream Dice" + (f" — data {data}" if data else "")
-        page = trust.write_report(out_dir, None, title=title, headline_text=lines[0], utility=utility)
+        page = trust.write_report(out_dir, None, title=title, headline_text=lines[0], utility=utility,
+                                      utility_points=points)
         err.print(f"wrote {page}, {Path(out_dir) / 'utility_table.csv'}", highlight=False, markup=False)
 
 

@@ -114,6 +114,16 @@ def af_uncertainty(t: pd.DataFrame) -> str:
     return t.loc[t["target"] == "anatomy-faithfulness", "uncertainty"].iloc[0]
 
 
+def test_utility_points_are_the_headline_distance_against_the_dice(tmp_path):
+    store = _store(tmp_path)
+    table = trust.store_utility_table(store, n_boot=50)
+    pts = trust.utility_points(store.results_frame(), table)
+    seg = pts[pts["target"] == "seg-utility"].set_index("source")
+    assert set(seg["metric"]) == {"FD_radiomics"} and set(seg.index) == set(DICE)
+    assert all(seg.at[g, "value"] == FD[g] and seg.at[g, "dice"] == DICE[g] for g in DICE)
+    assert set(pts.loc[pts["target"] == "anatomy-faithfulness", "metric"]) == {"precision[radiomics]"}
+
+
 def test_interval_by_hand_paired_bootstrap_over_test_images(tmp_path):
     store = _store(tmp_path, per_image=True)
     results = store.results_frame()
@@ -161,6 +171,7 @@ def test_page_and_command_without_a_study(tmp_path, monkeypatch, capsys):
     page = (tmp_path / "out" / "trust.html").read_text()
     assert "Which distance predicts downstream Dice" in page and "data:image/png;base64," in page
     assert "FD_radiomics ranks the generators by downstream Dice with τ = 1.00" in page
+    assert "one point per generator" in page and page.count("data:image/png;base64,") == 2
     csv_t = pd.read_csv(tmp_path / "out" / "utility_table.csv")
     assert set(csv_t["target"]) == {"seg-utility", "anatomy-faithfulness"} and len(csv_t) == 6
     capsys.readouterr()

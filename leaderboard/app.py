@@ -8,6 +8,7 @@ here; the human-evaluation statistics come from :mod:`human_eval.stats`.
 
 from __future__ import annotations
 
+import re
 import sys
 import urllib.parse
 
@@ -110,8 +111,12 @@ def board_frame(table: tbl.Table, all_metrics: bool, fractions: bool) -> tuple[p
     }
     for c in cols:
         config[c.header] = st.column_config.TextColumn(c.label, help=c.help, width=130)
-    order = ["rank", "generator", "samples", *[c.header for c in cols], *(["checkpoint", "data"] if all_metrics else []),
-             "N", "detail"]
+    after = {}
+    for c, key, label, help_ in table.real_fraction_columns(cols):
+        config[key] = st.column_config.TextColumn(label, help=help_, width=90)
+        after[c.header] = key
+    metric_keys = [k for c in cols for k in (c.header, after.get(c.header)) if k]
+    order = ["rank", "generator", "samples", *metric_keys, *(["checkpoint", "data"] if all_metrics else []), "N", "detail"]
     return shown, config, order
 
 
@@ -311,9 +316,37 @@ def human_tab(url: str, study: data.StudyData | None) -> None:
         st.dataframe(format_frame(res["mwu"]), hide_index=True)
 
 
-def agreement_tab(url: str, table: tbl.Table, study: data.StudyData | None) -> None:
+@st.cache_data(ttl=300, show_spinner="Ranking the distances against downstream Dice…")
+def _utility(results: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    return human.utility_agreement(results)
+
+
+def _md_escape(text: str) -> str:
+    """Stored names (metric, generator) shown as literal Markdown text."""
+    return re.sub(r"([\\`*_{}\[\]()#+!|<>~$])", r"\\\1", text)
+
+
+def utility_section(results: pd.DataFrame) -> None:
+    """Which distance predicts downstream Dice (no clinician study needed)."""
+    from human_eval.trust import UTILITY_EXPLAINED
+
+    st.subheader("Which distance predicts downstream Dice")
+    table, lines = _utility(results)
+    for line in lines:
+        st.markdown("**" + _md_escape(line) + "**")
+    if table.empty or table["kendall_tau"].notna().sum() == 0:
+        return
+    st.altair_chart(charts.utility_chart(table), width="stretch")
+    st.dataframe(format_frame(table[human.UTILITY_SHOWN]), hide_index=True, key="utility_table")
+    st.caption(UTILITY_EXPLAINED + " Here the interval resamples the stored CIs; `harness human agreement --utility "
+               "--out DIR` bootstraps over the test images where their per-image Dice files are on disk.")
+
+
+def agreement_tab(url: str, table: tbl.Table, study: data.StudyData | None, results: pd.DataFrame | None = None) -> None:
     if study is None:
         st.info(NO_STUDY)
+        if results is not None:
+            utility_section(results)
         return
     higher = {c.header: c.higher_is_better for c in table.columns}
     scores = human.generator_scores(table, study.ratings)
@@ -335,9 +368,11 @@ def agreement_tab(url: str, table: tbl.Table, study: data.StudyData | None) -> N
     if per_image.empty:
         st.caption("No per-image metric values link to the rated images yet: run `harness human agreement "
                    f"--study {study.name}` (needs the study's images.csv paths) and reload.")
-        return
-    metric = st.selectbox("Metric", sorted(per_image["metric"].unique()))
-    st.altair_chart(charts.per_image_chart(per_image, metric), width="stretch")
+    else:
+        metric = st.selectbox("Metric", sorted(per_image["metric"].unique()))
+        st.altair_chart(charts.per_image_chart(per_image, metric), width="stretch")
+    if results is not None:
+        utility_section(results)
 
 
 def main() -> None:
@@ -356,7 +391,9 @@ def main() -> None:
         return
     study_name = st.sidebar.selectbox("Study", studies, index=len(studies) - 1) if len(studies) > 1 else None
     study = _study(url, study_name) if studies else None
-    table = tbl.main_table(results, sidebar_filters(results)) if not results.empty else tbl.main_table(results)
+    filters = sidebar_filters(results) if not results.empty else tbl.Filters()
+    table = tbl.main_table(results, filters)
+    shown = tbl.apply_filters(results, filters) if not results.empty else results
     tabs = st.tabs(["Leaderboard", "Gallery", "Generator detail", "Human evaluation", "Agreement"])
     with tabs[0]:
         if results.empty:
@@ -370,7 +407,7 @@ def main() -> None:
     with tabs[3]:
         human_tab(url, study)
     with tabs[4]:
-        agreement_tab(url, table, study)
+        agreement_tab(url, table, study, shown)
 
 
 if __name__ == "__main__":  # streamlit runs the page as __main__; importing it (tests) does nothing

@@ -96,3 +96,19 @@ def per_image_chart(frame: pd.DataFrame, metric: str) -> alt.Chart:
         y=alt.Y("rating_jitter:Q", title="mean rating of the image"),
         color="source:N", tooltip=["image_id", "source", "value", "mean_rating", "n_ratings"],
     ).properties(height=300)
+
+
+def utility_chart(table: pd.DataFrame) -> alt.LayerChart:
+    """Kendall's tau of each distance vs downstream Dice with its CI (rows of ``human_eval.trust.utility_table``),
+    one colour per target task; substitute spaces marked with '*'."""
+    data = table.dropna(subset=["kendall_tau"]).assign(
+        label=lambda d: [f"{m}{' *' if s else ''}" for m, s in zip(d["metric"], d["substitute"])])
+    y = alt.Y("label:N", title=None, sort=alt.EncodingSortField("kendall_tau", order="descending"))
+    x = alt.X("kendall_tau:Q", title="Kendall τ vs mean Dice (+1: better distance = higher Dice); * substitute space",
+              scale=alt.Scale(domain=[-1, 1]))
+    dots = alt.Chart(data).mark_circle(size=70).encode(
+        x=x, y=y, color=alt.Color("target:N", title="Dice of"),
+        tooltip=["target", "metric", "n_generators", "kendall_tau", "ci_low", "ci_high", "p", "min_p"])
+    err = alt.Chart(data).mark_rule().encode(x="ci_low:Q", x2="ci_high:Q", y=y, color="target:N")
+    zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(color="black").encode(x="x:Q")
+    return (err + dots + zero).properties(title="Which distance predicts downstream Dice")

@@ -4,7 +4,9 @@ The site holds the same tables as the Streamlit page, built by :mod:`leaderboard
 
 - ``index.html``: the leaderboard (reference rows, ranked rows, headline metrics, thumbnail strips, the fraction
   of the way from the no-learning floor to the noise floor), every metric in a second table, demo runs apart,
-  the FID-vs-1/N fits and the metric-vs-clinician agreement plots (SVG);
+  the FID-vs-1/N fits, the metric-vs-clinician agreement plots (SVG) and which distance predicts downstream
+  Dice (when a seg-utility / anatomy-faithfulness Dice is stored; the mean Dice column has "fraction of real"
+  beside it);
 - ``gallery.html``: the same condition rendered by every generator, beside a real image;
 - ``human.html``: the human-evaluation tables (when the store holds a study);
 - ``style.css``, ``thumbs/*.png``, ``plots/*.svg``;
@@ -101,7 +103,12 @@ def table_html(table: tbl.Table, columns: list[tbl.Column], thumbs_of: dict | No
     frac = table.fraction() if fractions else None
     head = ["<th title='1, 2, … ranked by the first metric; reference rows (baselines) are never ranked'>rank</th>",
             "<th>generator</th>"] + (["<th>samples</th>"] if thumbs_of is not None else [])
-    head += [f"<th title='{_e(c.help)}'>{_e(c.label)}</th>" for c in columns]
+    real = table.real_fraction()
+    beside = {c.header: (label, help_) for c, _, label, help_ in table.real_fraction_columns(columns)}
+    for c in columns:
+        head.append(f"<th title='{_e(c.help)}'>{_e(c.label)}</th>")
+        if c.header in beside:
+            head.append(f"<th title='{_e(beside[c.header][1])}'>{_e(beside[c.header][0])}</th>")
     head += ["<th title='generated images of the latest run'>N</th>"]
     rows = []
     for key in table.value.index:
@@ -121,6 +128,9 @@ def table_html(table: tbl.Table, columns: list[tbl.Column], thumbs_of: dict | No
             f = frac.at[key, c.header] if frac is not None else np.nan
             extra = f"<small>{f:.0%} of the way</small>" if text and np.isfinite(f) else ""
             cells.append(f"<td class=num>{_e(text)}{extra}</td>")
+            if c.header in beside:
+                r = real.at[key, c.header]
+                cells.append(f"<td class='num real-fraction'>{f'{r:.0%}' if np.isfinite(r) else ''}</td>")
         cells.append(f"<td class=num>{_e(info['N'])}</td>")
         rows.append(f"<tr class='{cls}'>" + "".join(cells) + "</tr>")
     return ("<div class=scroll><table class=board><thead><tr>" + "".join(head) + "</tr></thead><tbody>\n"
@@ -174,6 +184,32 @@ def agreement_svg(scores: pd.DataFrame, column: tbl.Column, tau: float | None) -
     ax.set_ylabel("mean clinician rating")
     t = "" if tau is None or not math.isfinite(tau) else f" (Kendall τ = {tau:+.2f}, oriented)"
     ax.set_title(f"{column.label} vs clinicians{t}", fontsize=10)
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def utility_svg(util: pd.DataFrame) -> bytes:
+    """Kendall's tau of each distance vs downstream Dice with its CI (one panel per target task)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    t = util.dropna(subset=["kendall_tau"])
+    targets = list(dict.fromkeys(t["target"]))
+    fig, axes = plt.subplots(1, len(targets), figsize=(5.2 * len(targets), 0.3 * t.groupby("target").size().max() + 1.4),
+                             squeeze=False)
+    for ax, target in zip(axes[0], targets):
+        g = t[t["target"] == target].sort_values(["kendall_tau", "metric"])
+        y = np.arange(len(g))
+        lo = (g["kendall_tau"] - g["ci_low"]).clip(lower=0).fillna(0).to_numpy()
+        hi = (g["ci_high"] - g["kendall_tau"]).clip(lower=0).fillna(0).to_numpy()
+        ax.errorbar(g["kendall_tau"], y, xerr=[lo, hi], fmt="o", ms=4, capsize=3)
+        ax.set_yticks(y, [f"{m}{' *' if s else ''}" for m, s in zip(g["metric"], g["substitute"])], fontsize=8)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_xlim(-1.05, 1.05)
+        ax.set_xlabel("Kendall τ vs mean Dice (* substitute space)", fontsize=9)
+        ax.set_title(f"{target}: n = {int(g['n_generators'].max())} generators", fontsize=10)
     fig.tight_layout()
     return _svg(fig)
 
@@ -272,6 +308,21 @@ def build_site(engine, out: Path) -> dict[str, bytes]:
                     name = f"plots/agreement-{slug(c.metric, c.feature_space)}.svg"
                     files[name] = agreement_svg(scores.dropna(subset=[c.header]), c, agree.at[c.header, "tau"])
                     body.append(f"<figure><img src='{_e(name)}' alt='{_e(c.label)} vs clinicians'></figure>")
+    # which distance predicts downstream Dice (no study needed; shown when a Dice is stored)
+    shown_results = tbl.apply_filters(results, tbl.Filters())
+    if not shown_results.empty:
+        from human_eval.trust import UTILITY_EXPLAINED
+        from leaderboard import human
+
+        if human.has_dice(shown_results):
+            util, lines = human.utility_agreement(shown_results)
+            body.append("<h2 id=utility>Which distance predicts downstream Dice</h2>"
+                        + "".join(f"<p class=lead><b>{_e(line)}</b></p>" for line in lines))
+            if not util.empty and util["kendall_tau"].notna().any():
+                files["plots/utility.svg"] = utility_svg(util)
+                body.append("<figure><img src='plots/utility.svg' alt='Kendall tau of each distance vs downstream "
+                            "Dice'></figure>" + frame_html(util[human.UTILITY_SHOWN])
+                            + f"<p class=note>{_e(UTILITY_EXPLAINED)}</p>")
     body.append("<h2 id=data>Data</h2><p>Every stored result: <a href='data/results.csv'>results.csv</a> · "
                 "<a href='data/results.json'>results.json</a>; this table: <a href='data/leaderboard.csv'>"
                 "leaderboard.csv</a>.</p>")

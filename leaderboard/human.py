@@ -125,3 +125,27 @@ def per_image_scatter(per_image: pd.DataFrame, ratings: pd.DataFrame, images: pd
         keyed = pd.concat([keyed, by_name], ignore_index=True)
     merged = per_image.assign(key=per_image["image"].astype(str)).merge(keyed, on="key")
     return merged.drop_duplicates(["metric", "image_id"])[cols]
+
+
+#: the columns of the distance-vs-Dice table a visitor sees (the full table: ``harness human agreement --utility``)
+UTILITY_SHOWN = ["target", "metric", "substitute", "n_generators", "baselines", "kendall_tau", "ci_low", "ci_high", "p",
+                 "min_p", "verdict", "uncertainty"]
+
+
+def utility_agreement(results: pd.DataFrame, *, seed: int = 0, n_boot: int = 1000) -> tuple[pd.DataFrame, list[str]]:
+    """Which distance predicts downstream Dice, over the leaderboard's (filtered) results: the table of
+    :func:`human_eval.trust.results_utility_table` (its interval resamples the stored CIs: the leaderboard does not
+    read per-image files) and one headline per target task present (the seg-utility one when none is)."""
+    from human_eval import trust
+
+    table = trust.results_utility_table(results, seed=seed, n_boot=n_boot)
+    present = set(table["target"]) if not table.empty else set()
+    targets = [t for t in trust.UTILITY_TASKS if t in present] or [trust.UTILITY_TASKS[0]]
+    return table, [trust.utility_headline(table, t) for t in targets]
+
+
+def has_dice(results: pd.DataFrame) -> bool:
+    """Whether any seg-utility / anatomy-faithfulness mean Dice is stored (the static export shows the section then)."""
+    from human_eval.trust import UTILITY_TASKS
+
+    return bool(((results["task"].isin(UTILITY_TASKS)) & (results["metric"] == "mean_dice") & results["value"].notna()).any())

@@ -16,6 +16,8 @@ What a visitor sees first, and why:
   space, N).
 - **Fraction of the way** (:meth:`Table.fraction`): per column, where a generator lies between the
   no-learning floor (0) and the noise floor (1), when both baselines have a value.
+- **Fraction of real** (:meth:`Table.real_fraction`): beside the seg-utility mean Dice, the share of the
+  ``real`` generator's mean Dice a generator's synthetic training data reaches (always shown).
 """
 
 from __future__ import annotations
@@ -170,6 +172,20 @@ class Column:
                 f" Space: {space}.{n} Cells: value ± half-width of the 95% CI (value [low, high] if asymmetric).")
 
 
+#: Tasks whose ``mean_dice`` gets a "fraction of real" column (the seg-utility upper reference is ``real``).
+REAL_FRACTION_TASKS = ("seg-utility", "seg_utility")
+REAL_FRACTION_HELP = (
+    "Fraction of the real-data Dice reached: this row's seg-utility mean Dice ÷ the `real` generator's mean Dice in "
+    "this table (a segmenter trained on the data source's real training split, tested on the same labelled reference: "
+    "the upper reference), under the same filters and data source. 100% = as useful for training as real images. "
+    "Blank when no `real` seg-utility run is shown or the row's data source differs from the real run's.")
+
+
+def real_fraction_key(header: str) -> str:
+    """Column key of the "fraction of real" column beside a mean Dice column."""
+    return f"{header} ÷ real"
+
+
 INFO_COLUMNS = ["run_id", "data", "N", "started", "runs", "baseline", "demo", "imageset_path", "rank"]
 
 
@@ -218,12 +234,41 @@ class Table:
         out.loc[refs] = np.nan
         return out
 
+    def real_fraction(self) -> pd.DataFrame:
+        """"Fraction of the real-data Dice reached", per seg-utility ``mean_dice`` column (:data:`REAL_FRACTION_TASKS`):
+        each row's mean Dice ÷ the ``real`` generator's (its latest run in this table, i.e. under the same filters).
+        NaN where there is no ``real`` row or it has no value, and for rows whose latest run is on another data
+        source than the ``real`` row's (a ratio across data sources means nothing). Columns: the Dice columns'
+        headers."""
+        cols = [c.header for c in self.columns if c.task in REAL_FRACTION_TASKS and c.metric == "mean_dice"]
+        out = pd.DataFrame(np.nan, index=self.value.index, columns=cols)
+        real = [k for k in self.value.index if k[0] == "real"]
+        if not real or not cols:
+            return out
+        key = real[0]
+        same = (self.info["data"] == self.info.at[key, "data"]).to_numpy()
+        for col in cols:
+            ref = self.value.at[key, col]
+            if np.isfinite(ref) and ref > 0:
+                out[col] = np.where(same, self.value[col].to_numpy(float) / ref, np.nan)
+        return out
+
+    def real_fraction_columns(self, columns: Sequence[Column] | None = None) -> list[tuple[Column, str, str, str]]:
+        """For each shown seg-utility Dice column: ``(column, key, label, tooltip)`` of its "fraction of real"
+        column (key: :func:`real_fraction_key`)."""
+        out = []
+        for c in (self.columns if columns is None else columns):
+            if c.task in REAL_FRACTION_TASKS and c.metric == "mean_dice":
+                out.append((c, real_fraction_key(c.header), "fraction of real ↑", REAL_FRACTION_HELP))
+        return out
+
     def display(self, columns: Sequence[Column] | None = None, fractions: bool = False) -> pd.DataFrame:
         """Formatted strings per cell (``value ± half-width``; with ``fractions``, the fraction of the way as a
         percentage beside it), with ``rank`` and ``generator`` in front (``generator`` gets a "demo" mark) and
         ``checkpoint``, ``data``, ``N`` after. Keys of the metric columns are the headers."""
         columns = list(self.columns if columns is None else columns)
         frac = self.fraction() if fractions else None
+        real = self.real_fraction()
         cells = {}
         for c in columns:
             strings = [interval(v, lo, hi) for v, lo, hi in
@@ -231,6 +276,8 @@ class Table:
             if frac is not None:
                 strings = [s + (f" · {f:.0%}" if s and np.isfinite(f) else "") for s, f in zip(strings, frac[c.header])]
             cells[c.header] = strings
+            if c.task in REAL_FRACTION_TASKS and c.metric == "mean_dice":
+                cells[real_fraction_key(c.header)] = [f"{f:.0%}" if np.isfinite(f) else "" for f in real[c.header]]
         gens = [g + (" · demo" if isinstance(d, str) else "") for (g, _), d in zip(self.value.index, self.info["demo"])]
         front = pd.DataFrame({"rank": self.info["rank"].to_numpy(), "generator": gens,
                               "checkpoint": [c if c == "—" else c[:12] for _, c in self.value.index]})
@@ -243,6 +290,8 @@ class Table:
         for c in self.columns:
             parts.append(pd.DataFrame({c.header: self.value[c.header], f"{c.header} ci_low": self.ci_low[c.header],
                                        f"{c.header} ci_high": self.ci_high[c.header]}))
+            if c.task in REAL_FRACTION_TASKS and c.metric == "mean_dice":
+                parts.append(self.real_fraction()[[c.header]].rename(columns={c.header: real_fraction_key(c.header)}))
         return pd.concat(parts, axis=1).reset_index().to_csv(index=False, lineterminator="\n").encode("utf-8")
 
 
@@ -331,5 +380,5 @@ def main_table(results: pd.DataFrame, filters: Filters = Filters()) -> Table:
     return Table(value.loc[rows], ci_low.loc[rows], ci_high.loc[rows], info.loc[rows], columns, hidden)
 
 
-__all__ = ["Column", "Filters", "Table", "apply_filters", "is_demo", "main_table", "meaning", "metric_header",
-           "short_label"]
+__all__ = ["REAL_FRACTION_HELP", "Column", "Filters", "Table", "apply_filters", "is_demo", "main_table", "meaning",
+           "metric_header", "real_fraction_key", "short_label"]

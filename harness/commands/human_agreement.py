@@ -63,7 +63,8 @@ def scatter_png(per_image, ratings, path: Path) -> Path:
 
 
 def agreement_cmd(
-    study: str = typer.Option(..., "--study", help="Study name in the results DB (imported with --images)."),
+    study: str | None = typer.Option(None, "--study", help="Study name in the results DB (imported with --images). "
+                                     "Required unless --utility is given."),
     db: str | None = typer.Option(None, "--db", help="Results DB URL or SQLite path."),
     reference: str | None = typer.Option(None, "--reference", help="Real reference images for the realism score and "
                                          "nearest-real distance: folder:DIR (default: the study's 'real' images)."),
@@ -87,6 +88,13 @@ def agreement_cmd(
     fault_size: int = typer.Option(64, "--fault-size", help="Phantom image side for --faults."),
     spaces: str | None = typer.Option(None, "--spaces", help="Feature spaces for --spread/--faults, comma-separated "
                                       "(default: every registered space with stored results for the study)."),
+    utility: bool | None = typer.Option(None, "--utility/--no-utility", help="Which distance predicts downstream "
+                                        "Dice: Kendall's tau between each stored distance's ranking of the generators "
+                                        "and their seg-utility (and anatomy-faithfulness) mean Dice. On by default "
+                                        "with --study; --utility without --study gives this table alone (no "
+                                        "clinician study needed)."),
+    data: str | None = typer.Option(None, "--data", help="With the utility table: only runs on this data source "
+                                     "(default: each generator's newest Dice run, distances from the same source)."),
 ) -> None:
     """How well do automatic metrics agree with the clinicians, per image and per generator?
 
@@ -100,7 +108,15 @@ def agreement_cmd(
     and the response to phantom blur/speckle, headed by one sentence saying which spaces rank the generators
     like the clinicians.
 
-    Example: harness human agreement --study paper2024 --out agreement/
+    Which distance predicts downstream Dice (--utility, on by default with --study): for every stored
+    (space, distance) of the generators that have a seg-utility / anatomy-faithfulness mean Dice (the real and
+    labelmap baselines included), Kendall's tau between the distance's ranking and the Dice ranking (+1 = the
+    better-by-distance generator has the higher Dice), scipy's exact p, the smallest p n generators allow, and a
+    bootstrap CI over the Dice's test images (or the stored CIs). With --out: a section of trust.html and
+    utility_table.csv.
+
+    Examples: harness human agreement --study paper2024 --out agreement/
+              harness human agreement --utility --out utility/      (no study needed)
     """
     from harness.cli import err
     from harness.store import Store
@@ -108,14 +124,22 @@ def agreement_cmd(
     from human_eval.db import load_study
 
     size_list = _check_options(k=k, n_boot=n_boot, draws=draws, fault_n=fault_n, fault_size=fault_size, sizes=sizes)
+    if study is None and not utility:
+        raise UsageError("give --study NAME (a clinician study in the results DB), or --utility for the table of which "
+                         "distance predicts downstream Dice alone (no study needed)")
     store = Store(db)
+    util, points = _utility(store, data=data, n_boot=n_boot, seed=seed) if utility is not False else (None, None)
+    if study is None:
+        _utility_only(util, points, out_dir=out_dir, as_json=as_json, data=data)
+        return
     tables = load_study(store, study)
     ref_imgs = reference_images(reference) if reference else None
     res = agreement_tables(tables, store=store, base_dir=root, reference_images=ref_imgs, extractor=features, k=k,
                            exclude=("real",) if exclude_real else (), device=device)
     res.update(_trust(store, tables, res, study=study, out_dir=out_dir, n_boot=n_boot, seed=seed, spread=spread,
                       sizes=size_list, draws=draws, faults=faults, fault_n=fault_n, fault_size=fault_size,
-                      spaces=spaces, device=device, reference=ref_imgs, per_image_space=features))
+                      spaces=spaces, device=device, reference=ref_imgs, per_image_space=features, utility=util,
+                      utility_points=points))
     if "per_image" in res and len(res["per_image"]):
         from human_eval.agreement import per_image_long
         from human_eval.db import save_per_image_metrics
@@ -150,11 +174,13 @@ def _check_options(*, k: int, n_boot: int, draws: int, fault_n: int, fault_size:
 
 
 def _print_tables(res: dict, tables) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from harness.cli import err, out
 
     titles = {"trust": "Which metric to trust: every stored (space, metric) vs the clinicians",
+              "utility": "Which distance predicts downstream Dice (Kendall's tau vs mean Dice)",
               "metric_agreement": "Per-image metric vs mean rating (rank correlation)",
               "generator_agreement": "Generator ranking: each metric vs mean rating (Kendall's tau)",
               "generator_pairs": "Pairwise: which generator does the metric / do the clinicians prefer?"}
@@ -162,11 +188,14 @@ def _print_tables(res: dict, tables) -> None:
         if key not in res:
             continue
         df = res[key]
+        if key == "utility":
+            df = df[["target", "metric", "substitute", "n_generators", "kendall_tau", "p", "min_p", "ci_low", "ci_high",
+                     "verdict"]]
         t = Table(title=title)
         for c in df.columns:
             t.add_column(str(c))
         for row in df.itertuples(index=False):
-            t.add_row(*[("" if v != v else f"{v:.3g}") if isinstance(v, float) else str(v) for v in row])
+            t.add_row(*[("" if v != v else f"{v:.3g}") if isinstance(v, float) else escape(str(v)) for v in row])
         out.print(t)
     if "generator_agreement" in res and res["generator_agreement"].empty:
         err.print("[yellow]note:[/yellow] no stored results for generators named like the study's sources "
@@ -194,8 +223,9 @@ def _write_outputs(res: dict, tables, out_dir: Path) -> None:
 
 
 def _trust(store, tables, res, *, study, out_dir, n_boot, seed, spread, sizes, draws, faults, fault_n, fault_size,
-           spaces, device, reference, per_image_space) -> dict:
-    """The cross-space table (always), its spread/fault columns and the HTML page (with --out)."""
+           spaces, device, reference, per_image_space, utility=None, utility_points=None) -> dict:
+    """The cross-space table (always), its spread/fault columns and the HTML page (with --out); ``utility``
+    (the distance-vs-Dice table, or None) is added to the result and to the page."""
     import numpy as np
     import pandas as pd
 
@@ -206,9 +236,18 @@ def _trust(store, tables, res, *, study, out_dir, n_boot, seed, spread, sizes, d
     rng = np.random.default_rng(seed)
     table = trust.cross_space_table(store, tables, rng=rng, n_boot=n_boot)
     out: dict = {"trust": table}
+    if utility is not None:
+        out["utility"] = utility
+        for target in _targets(utility):
+            err.print(trust.utility_headline(utility, target), highlight=False, markup=False, style="bold", soft_wrap=True)
     if out_dir is None or table.empty:
         if not table.empty:
             err.print("[bold]" + trust.headline(table) + "[/bold]", highlight=False)
+        elif out_dir is not None and utility is not None:
+            page = trust.write_report(out_dir, None, title=f"Which metric to trust — study {study}",
+                                      headline_text=trust.headline(table), utility=utility,
+                                      utility_points=utility_points)
+            out["trust_page"] = pd.DataFrame({"path": [str(page)]})
         return out
     wanted = [s.strip() for s in spaces.split(",") if s.strip()] if spaces else sorted(set(table["space"]) - {""})
     for name in wanted:
@@ -241,11 +280,51 @@ def _trust(store, tables, res, *, study, out_dir, n_boot, seed, spread, sizes, d
     if fault_df is not None:
         extra["Response to phantom faults"] = fault_df
     page = trust.write_report(out_dir, full, title=f"Which metric to trust — study {study}", headline_text=line,
-                              spread_long=spread_long, faults=fault_df, extra_tables=extra)
+                              spread_long=spread_long, faults=fault_df, extra_tables=extra, utility=utility,
+                              utility_points=utility_points)
     err.print("[bold]" + line + "[/bold]", highlight=False)
     out["trust"] = full
     out["trust_page"] = pd.DataFrame({"path": [str(page)]})
     return out
+
+
+def _targets(utility) -> list[str]:
+    from human_eval.trust import UTILITY_TASKS
+
+    present = set(utility["target"]) if not utility.empty else set()
+    return [t for t in UTILITY_TASKS if t in present] or [UTILITY_TASKS[0]]
+
+
+def _utility(store, *, data: str | None, n_boot: int, seed: int):
+    """The distance-vs-Dice table over the whole store and the headline distances' points; an unknown --data is
+    a UsageError naming the sources."""
+    from human_eval import trust
+
+    if data is not None:
+        known = sorted(set(store.results_frame().get("data", [])) - {None})
+        if data not in known:
+            raise UsageError(f"--data {data!r}: no stored run on that data source (stored: {', '.join(known) or 'none'})")
+    table = trust.store_utility_table(store, data=data, seed=seed, n_boot=n_boot)
+    return table, trust.utility_points(store.results_frame(), table, data=data)
+
+
+def _utility_only(utility, points, *, out_dir: Path | None, as_json: bool, data: str | None) -> None:
+    """--utility without --study: print the table and its headlines; with --out the page and the CSV."""
+    from harness.cli import err
+    from human_eval import trust
+
+    lines = [trust.utility_headline(utility, t) for t in _targets(utility)]
+    if as_json:
+        sys.stdout.write(json.dumps({"utility": json.loads(utility.to_json(orient="records")), "headline": lines}) + "\n")
+    else:
+        _print_tables({"utility": utility}, None)
+    for line in lines:
+        err.print(line, highlight=False, markup=False, style="bold", soft_wrap=True)
+    if out_dir is not None:
+        title = "Which distance predicts downstream Dice" + (f" — data {data}" if data else "")
+        page = trust.write_report(out_dir, None, title=title, headline_text=lines[0], utility=utility,
+                                      utility_points=points)
+        err.print(f"wrote {page}, {Path(out_dir) / 'utility_table.csv'}", highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -148,6 +148,9 @@ def test_command_writes_the_cross_space_page(tmp_path, example_store):
     assert res.exit_code == 0, res.output
     page = (tmp_path / "out" / "trust.html").read_text()
     assert "Which metric to trust" in page and "MMD_random-clip" in page
+    # the distance-vs-Dice section is on the page; this store has no Dice, and the section says so
+    assert "Which distance predicts downstream Dice" in page and "Fewer than 2 generators" in page
+    assert (tmp_path / "out" / "utility_table.csv").is_file()
     bad = CliRunner().invoke(app, ["human", "agreement", "--study", "example", "--out", str(tmp_path / "o2"),
                                    "--no-spread", "--spaces", "radiomcs"])
     assert bad.exit_code != 0 and "radiomics" in str(bad.exception)

@@ -20,8 +20,13 @@ decomposed (``method="auto"``): N = 10,000 in 2048-d costs one 2048 × 2048 eige
 standardised with the *reference* set's per-feature mean and standard deviation (ddof=1; a constant reference
 feature is only centred), :func:`standardise`. Without it the features with the largest raw scale (e.g. a
 radiomics texture energy) decide every nearest neighbour and the cosine kernel sees mostly the common offset,
-so PRDC collapses to 0 and Vendi to ≈ 1 for every generator. dgm-eval (Stein et al. 2023) computes these
-metrics in DINOv2 space, where no feature dominates; run ``--features dinov2`` when its weights are present.
+so PRDC collapses to 0 and Vendi to ≈ 1 for every generator. Vendi then centres each set on its own mean
+(``vendi_center=True``, the default since task version 2): it measures a set's spread, not its distance from the
+reference — uncentred, any set far from the reference mean scores ≈ 1 whatever its diversity. Precision, recall,
+density and coverage stay 0 for a generator none of whose images falls inside a real image's k-NN ball: that is
+their definition (no generated image is "realistic" at that k), and then FD/KD rank such generators, not PRDC.
+dgm-eval (Stein et al. 2023) computes these metrics in DINOv2 space, where no feature dominates: ``harness run``
+without ``--features`` does so when the DINOv2 weights are on the machine.
 
 **Intervals** (:func:`prdc_bootstrap`, :func:`vendi_bootstrap`): precision and density are means over generated
 points, recall and coverage means over reference points, each of a per-point value given the k-NN radii; their
@@ -180,8 +185,12 @@ def vendi(features: np.ndarray, *, method: str = "auto", center: bool = False) -
     """Vendi score with the cosine kernel (equal to ``vendi_score.vendi.score_X(features)``).
 
     ``method``: ``"gram"`` decomposes K/n (n × n), ``"covariance"`` XᵀX/n (d × d, same non-zero spectrum),
-    ``"auto"`` the smaller. ``center=True`` subtracts the feature mean first (not the reference convention;
-    useful when all features share a large common offset).
+    ``"auto"`` the smaller. ``center=True`` subtracts the set's own feature mean first (the diversity task's
+    default): Vendi then measures the spread of the set around its mean and is unchanged by a shift of the whole
+    set. Without it (the vendi-score package's convention) a set far from the origin — after standardising with
+    the *reference's* mean, any set far from the reference — has one dominant common direction, every cosine is
+    close to 1 and Vendi → 1 whatever the set's diversity (tiny CycleGAN/CUT on the phantom: 1.001/1.005
+    uncentred, 2.5/3.4 centred, real 9.1).
     """
     x = _features(features, "vendi features")
     if method not in ("auto", "gram", "covariance"):
@@ -381,12 +390,12 @@ class DiversityTask(Task):
 
     spec = TaskSpec(
         name="diversity",
-        version="1",
+        version="2",  # 2: Vendi centres each set on its own mean by default (vendi_center=True)
         description="Precision, recall, density, coverage (Naeem et al. 2020), Vendi score (cosine kernel) and "
                     "intra-set MS-SSIM, for the generated and the reference set side by side",
         needs_images=True,
         default_features="dinov2",  # without --features: DINOv2 when its weights are on this machine, else Inception
-        parameters={"k": 5, "vendi_center": False, "msssim_pairs": 200, "msssim_window": 11,
+        parameters={"k": 5, "vendi_center": True, "msssim_pairs": 200, "msssim_window": 11,
                     "standardise": True, "n_boot": 200, "ci": 0.95},
         ranges={"k": (1, 1000), "msssim_pairs": (0, 1_000_000), "msssim_window": (3, 63), "n_boot": (0, 100_000),
                 "ci": (0.5, 0.999)},

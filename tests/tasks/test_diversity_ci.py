@@ -46,11 +46,31 @@ def test_task_equals_prdc_and_vendi_score_on_standardised_features():
         assert res[name].value == pytest.approx(want[name], abs=1e-12)
         assert res[name].ci_low <= res[name].value <= res[name].ci_high
         assert res[name].details["features"].startswith("standardised")
-    assert res["vendi"].value == pytest.approx(vs.score_X(z_gen), rel=1e-9)
-    assert res["vendi_reference"].value == pytest.approx(vs.score_X(z_ref), rel=1e-9)
+    # Vendi: each set centred on its own mean (default), then the vendi-score package's cosine-kernel score
+    assert res["vendi"].value == pytest.approx(vs.score_X(z_gen - z_gen.mean(0)), rel=1e-9)
+    assert res["vendi_reference"].value == pytest.approx(vs.score_X(z_ref - z_ref.mean(0)), rel=1e-9)
+    assert res["vendi"].details["centred"] is True
     assert res["vendi"].ci_low < res["vendi"].value < res["vendi"].ci_high
     raw = {r.metric: r.value for r in diversity.DiversityTask(k=5, n_boot=0, standardise=False).evaluate(ctx)}
-    assert raw["vendi"] == pytest.approx(vs.score_X(gen), rel=1e-9) and raw["vendi"] != pytest.approx(res["vendi"].value)
+    assert raw["vendi"] == pytest.approx(vs.score_X(gen - gen.mean(0)), rel=1e-9)
+    package = {r.metric: r.value for r in diversity.DiversityTask(k=5, n_boot=0, vendi_center=False).evaluate(ctx)}
+    assert package["vendi"] == pytest.approx(vs.score_X(z_gen), rel=1e-9)  # the package's convention, on request
+
+
+def test_vendi_of_a_set_far_from_the_reference_keeps_its_diversity():
+    """The phenomenon behind the default: shifted 20 reference SDs away, a diverse set keeps its centred Vendi
+    (translation invariance) while the uncentred score collapses towards 1; a collapsed set stays near 1 either way."""
+    rng = np.random.default_rng(3)
+    ref = rng.normal(size=(300, 16))
+    diverse = rng.normal(size=(300, 16)) + 20.0
+    collapsed = rng.normal(scale=0.05, size=(300, 16)) + rng.normal(size=16) * 0.05 + 20.0
+    collapsed[:, 0] += rng.normal(size=300)  # one direction of variation only
+    ctx = lambda g: TaskContext(feature_space="x", rng=np.random.default_rng(0), gen_features=g, ref_features=ref)  # noqa: E731
+    v = {name: {r.metric: r.value for r in diversity.DiversityTask(n_boot=0, **kw).evaluate(ctx(g))}["vendi"]
+         for name, g, kw in (("diverse", diverse, {}), ("collapsed", collapsed, {}),
+                             ("diverse_uncentred", diverse, {"vendi_center": False}))}
+    assert v["diverse"] == pytest.approx(diversity.vendi(ref, center=True).value, rel=0.15)  # ≈ the reference's
+    assert v["diverse_uncentred"] < 1.1 and v["collapsed"] < v["diverse"] / 3  # measured: 1.02; 3.0 vs 15.5
 
 
 def test_prdc_bootstrap_replicates_by_hand():

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
@@ -96,3 +97,30 @@ def test_random_standins_fingerprint_is_their_config_hash(monkeypatch):
         hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=128, image_size=336,
         patch_size=14, projection_dim=64)))
     assert cls().fingerprint() != before  # another architecture: another key, never a stale cache hit
+
+
+def test_done_when_fid_and_cmmd_in_two_spaces_all_labelled(capsys, monkeypatch):
+    """Issue 18's "done when" command (smaller N): FD/FD∞/KD/FD_rel in both spaces and the MMD rows, each row
+    carrying its space and the substitute flag; each (set, space) extracted once although two tasks use it."""
+    from harness.features import cache as cache_mod
+
+    spaces: list[str] = []
+    original = cache_mod.extract_features
+    monkeypatch.setattr(cache_mod, "extract_features",
+                        lambda ex, *a, **k: spaces.append(ex.feature_space) or original(ex, *a, **k))
+    capsys.readouterr()
+    rc = run_cli(["run", "--generator", "labelmap", "--task", "fid", "--task", "cmmd", "--features", "radiomics,random-clip",
+                  "--json", "--n", "24", "--n-ref", "24", "--task-option", "fid.n_boot=20", "--task-option",
+                  "cmmd.n_boot=20", "--task-option", "fid.kid_subsets=10"])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    rows = [json.loads(ln) for ln in cap.out.splitlines() if ln.strip()]
+    got = {(r["task"], r["metric"], r["feature_space"], r["substitute_features"]) for r in rows}
+    want = {("cmmd", "MMD_radiomics", "radiomics", False), ("cmmd", "MMD_random-clip", "random-clip", True)}
+    for space, sub in (("radiomics", False), ("random-clip", True)):
+        want |= {("fid", f"{m}_{space}{suffix}", space, sub) for m, suffix in (("FD", ""), ("FD", "_inf"), ("KD", ""),
+                                                                               ("FD", "_rel"))}
+    assert got == want and len(rows) == len(want)
+    assert not any(r["metric"] in ("FID", "KID", "CMMD") for r in rows)  # never the published names here
+    assert all(r["value"] is not None and r["n"] == 24 for r in rows)
+    assert sorted(spaces) == ["radiomics", "radiomics", "random-clip", "random-clip"]  # generated + reference, once each

@@ -157,3 +157,29 @@ def test_camus_reference_scores_lv_myocardium_la(data):
     d = rows["mean_dice"].details
     assert d["structures"] == ["myocardium", "lv", "la"] and d["myocardium"].startswith("LV myocardium incl. septum")
     assert d["test_label_source"] == "camus" and "not annotated by the reference's source (camus)" in d["skipped_structures"]["rv"]
+
+
+# anatomy-faithfulness gallery ---------------------------------------------------------------------------------------
+def test_gallery_draws_both_contours_where_the_boundaries_are():
+    """Label contour green, prediction contour red, exactly on each mask's inner boundary (class maps at half the
+    image size are scaled up, nearest neighbour)."""
+    from tasks.anatomy_faithfulness import LABEL_COLOUR, PRED_COLOUR, draw_contours
+
+    img = np.full((40, 40), 100, np.uint8)
+    truth = np.zeros((20, 20), np.uint8)
+    pred = np.zeros_like(truth)
+    truth[2:7, 2:7] = 1  # 10x10 at full size, rows/cols 4..13
+    pred[12:17, 12:17] = 2  # far away: the contours do not touch
+    out = draw_contours(img, truth, pred)
+
+    def ring(r0, r1):
+        m = np.zeros((40, 40), bool)
+        m[r0:r1, r0:r1] = True
+        m[r0 + 1:r1 - 1, r0 + 1:r1 - 1] = False
+        return m
+
+    green = (out == LABEL_COLOUR).all(axis=2)
+    red = (out == PRED_COLOUR).all(axis=2)
+    np.testing.assert_array_equal(green, ring(4, 14))
+    np.testing.assert_array_equal(red, ring(24, 34))
+    assert (out[~(green | red)] == 100).all()  # the image elsewhere untouched (grey → RGB)

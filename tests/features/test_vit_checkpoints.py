@@ -101,3 +101,12 @@ def test_weight_file_that_is_not_a_checkpoint(name, tmp_path, tiny_clip_space):
     with pytest.raises(EchoBenchError, match=r"weights folder .*clip could not be loaded as CLIP") as info:
         C.CLIPExtractor(weights=str(tmp_path / "clip")).prepare()
     _one_line(info.value)
+
+
+def test_dinov2_base_option_is_vit_b_named_in_its_own_space():
+    from harness.registry import features
+
+    cls = features.get("dinov2-base")
+    assert cls.dim == 768 and cls.expected == {"hidden_size": 768, "num_hidden_layers": 12, "patch_size": 14}
+    assert cls.model_spec.repo_id == "facebook/dinov2-base" and not cls.substitute
+    assert cls().metric_name("FD") == "FD_dinov2-base" and cls().metric_name("KD") == "KD_dinov2-base"

@@ -97,3 +97,22 @@ def test_bad_features_are_exit_2_errors_naming_the_problem(bad):
         cmmd(g, r, n_boot=0)
     assert isinstance(info.value, EchoBenchError) and info.value.exit_code == 2
     assert "\n" not in str(info.value)
+
+
+def test_python_api_beside_the_fid_family():
+    """``tasks.cmmd.cmmd(gen, ref, *, rng=None, n_boot, sigma=10, scale=1000)`` returns the FID family's dataclass;
+    rng=None is a fixed seed (reruns identical), float32 input gives the float64 value."""
+    import inspect
+
+    from tasks.fid import DistanceResult
+
+    sig = inspect.signature(cmmd)
+    assert sig.parameters["sigma"].default == 10.0 and sig.parameters["scale"].default == 1000.0
+    assert sig.parameters["rng"].default is None and sig.parameters["rng"].kind is inspect.Parameter.KEYWORD_ONLY
+    g, r = emb(40, d=8, seed=21), emb(40, d=8, shift=0.2, seed=22)
+    a, b = cmmd(g, r, n_boot=30), cmmd(g, r, n_boot=30)
+    assert isinstance(a, DistanceResult) and (a.value, a.ci_low, a.ci_high) == (b.value, b.ci_low, b.ci_high)
+    assert a.n == 40 and a.details["n_ref"] == 40 and a.details["d"] == 8
+    f32 = cmmd(g.astype(np.float32), r.astype(np.float32), n_boot=0).value
+    assert f32 == pytest.approx(reference_mmd(g.astype(np.float32).astype(np.float64),
+                                              r.astype(np.float32).astype(np.float64)), rel=1e-9)

@@ -224,9 +224,13 @@ class ViTExtractor(FeatureExtractor):
 def load_checked(model_cls, folder: Path, config, what: str, hint: str = ""):
     """``model_cls.from_pretrained(folder, config=config)`` offline; any weight the model needs that the checkpoint
     lacks (it would be random-initialised silently) is a :class:`UsageError` listing them."""
+    import pickle
+
+    from safetensors import SafetensorError
+
     try:
         model, info = model_cls.from_pretrained(folder, config=config, local_files_only=True, output_loading_info=True)
-    except (OSError, RuntimeError, ValueError) as exc:
+    except (OSError, RuntimeError, ValueError, SafetensorError, pickle.UnpicklingError) as exc:  # a corrupt weight file too
         raise UsageError(f"weights folder {folder} could not be loaded as {what}: {type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else ''}. {hint}".strip()) from exc
     missing = sorted(info.get("missing_keys") or [])

@@ -43,6 +43,11 @@ def test_real_with_conditions_well_above_chance(data, cache, tmp_path):
     assert row.value > d["chance"] + 0.25 and row.ci_low > d["chance"]
     assert d["classes"] == list(CONDS) and np.array(d["confusion_matrix"]).sum() == N_GEN
     assert np.trace(np.array(d["confusion_matrix"])) == d["n_correct"] == round(row.value * N_GEN)
+    # rows are the requested conditions (16 each), columns the predictions; the CI is Wilson's (statsmodels)
+    assert np.array(d["confusion_matrix"]).sum(axis=1).tolist() == [N_GEN // len(CONDS)] * len(CONDS)
+    from statsmodels.stats.proportion import proportion_confint
+
+    assert (row.ci_low, row.ci_high) == pytest.approx(proportion_confint(d["n_correct"], N_GEN, method="wilson"))
     assert d["reference_accuracy"] is not None and (tmp_path / "condition_confusion.csv").is_file()
 
 

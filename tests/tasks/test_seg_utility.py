@@ -73,6 +73,17 @@ def test_rerun_is_identical_and_cache_hit_skips_training(data, cache, real_resul
     assert real_results[0].details["models"][0]["cache"] == "miss"
 
 
+def test_real_trains_on_the_training_split_not_on_its_generated_images(data, cache, real_results):
+    """The `real` generator's segmenter comes from the source's training split: blank generated images change
+    nothing (the same cached model, the same numbers)."""
+    blank = [np.zeros_like(im) for im in data.test.images]
+    ctx = context(data, "real", blank, data.test.label_maps, cache_dir=cache)
+    again = SegUtilityTask(**TINY, seeds=1).evaluate(ctx)
+    assert again[0].details["models"][0]["cache"] == "hit"
+    assert again[0].details["n_train"] == len(data.train.images)
+    assert [(r.metric, repr(r.value)) for r in again] == [(r.metric, repr(r.value)) for r in real_results]
+
+
 def test_training_is_deterministic_without_cache(data):
     x = seg.prepare_images(data.train.images[:16], 32)
     y = seg.resize_maps([(m == 3).astype(np.uint8) for m in data.train.label_maps[:16]], 32)

@@ -153,6 +153,9 @@ def plan(req: RunRequest, dist: Dist) -> RunPlan:
     spaces = (DEFAULT_SPACE if req.features is None else req.features) if explicit else \
         ",".join(dict.fromkeys(s for names in task_spaces.values() for s in names))
     extractors = _plan_extractors(spaces, device, req.weights) if needs["needs_features"] else []
+    # the names asked for -> the spaces the extractors report (a plug-in "module:Class" names its own space)
+    named = dict(zip(dict.fromkeys(n.strip() for n in spaces.split(",") if n.strip()), (e.feature_space for e in extractors)))
+    task_spaces = {task: [named.get(n, n) for n in names] for task, names in task_spaces.items()}
     data = DataSpec.parse(req.data or "phantom")
     gen_cls = registry.generators.get(req.generator)
     options = dict(req.generator_options)
@@ -179,6 +182,9 @@ def plan(req: RunRequest, dist: Dist) -> RunPlan:
         if needs["needs_real_train"] else None
     parts = {"fingerprint": gen.fingerprint(), "checkpoint": ck_hash, "seed": req.seed if gen.uses_seed else None,
              "conditions": req.conditions}
+    for _, task in tasks:  # e.g. seg-utility: a reference without label maps is known before any image exists
+        task.check_plan(reference_source=reference.spec.source if reference else None,
+                        reference_n=reference.n if reference else None)
     if reference is not None and _same_images(gen, reference.generator()):
         raise UsageError(f"the reference set {reference.spec} is the very images being scored ({req.generator} samples "
                          f"the same split); pass --reference with another split or source, or choose what "

@@ -56,6 +56,17 @@ LABELLED_HELP = ("sources with label maps: phantom (all structures), camus (LV, 
                  "tracings), folder:DIR with a labelmaps/ folder beside images/ (phantom label values)")
 
 
+def check_reference_plan(task: str, min_test: int, source, n: int | None) -> None:
+    """Before the run: a reference source without label maps, or fewer than ``min_test`` reference images, is the
+    same DataError :func:`reference_set` would raise after generating the images."""
+    if source is not None and not getattr(source, "has_label_maps", False):
+        raise DataError(f"task {task!r} tests on labelled real images, but the reference set has no label maps "
+                        f"({LABELLED_HELP}); choose one with --reference")
+    if n is not None and n < min_test:
+        raise DataError(f"task {task!r}: the reference set has {n} labelled images; at least {min_test} are "
+                        "needed for a test set (raise --n-ref or use a larger labelled reference)")
+
+
 def reference_set(ctx: TaskContext, task: str, min_test: int) -> LabelledSet:
     """The reference set's labelled images; a DataError when it has none or fewer than ``min_test``."""
     ref = labelled_set(ctx.ref_images, ctx.ref_label_maps, ctx.ref_label_source)
@@ -84,6 +95,9 @@ class SegUtilityTask(Task):
         default_features=None,
         parameters={**TRAIN_PARAMETERS, "seeds": 3, "min_test": 10, "n_boot": 1000, "eval_batch_size": 32},
     )
+
+    def check_plan(self, *, reference_source=None, reference_n: int | None = None) -> None:
+        check_reference_plan(NAME, int(self.params["min_test"]), reference_source, reference_n)
 
     def evaluate(self, ctx: TaskContext) -> list[MetricResult]:
         p = self.params

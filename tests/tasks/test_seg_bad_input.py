@@ -5,8 +5,8 @@ exit 2 or a "not applicable" row with exit 0.
   anatomy-faithfulness, and condition-fidelity's for an unconditional generator; exit 0, no number;
 - a reference without label maps names the sources that have them; fewer than 10 labelled test images; label
   values outside the table: exit 2, one line.
-- (strict xfail, for the runner) these reference problems are knowable from the plan: they should leave no run row
-  and no image folder behind.
+- these reference problems are known from the plan (``Task.check_plan``): they leave no run row and no image
+  folder behind.
 """
 
 from __future__ import annotations
@@ -102,8 +102,6 @@ def test_reference_problems_are_one_line_exit_2(case, exported, tmp_path, capsys
     assert re.search(pattern, _one_error_line(err)), err
 
 
-@pytest.mark.xfail(strict=True, reason="runner plan stage does not check the reference's labels yet (harness/runner.py, "
-                                       "lead): the run row and the generated images are made before the task fails")
 @pytest.mark.parametrize("case", ["reference-without-labels", "fewer-than-10-labelled"])
 def test_reference_problems_leave_nothing_behind(case, exported, tmp_path, capsys):
     extra, _ = CASES[case]

@@ -53,7 +53,7 @@ from harness.errors import UsageError
 __all__ = ["CoverageRow", "all_passed", "coverage_study", "gaussian_scenario", "poly3_kernel_mean", "poly3_mmd2",
            "rating_expectation"]
 
-FAMILIES = ("fid", "fid_inf", "kid", "cluster_bootstrap", "tost", "wilson")
+FAMILIES = ("fid", "fid_inf", "kid", "cluster_bootstrap", "tost", "wilson", "cmmd", "dice")
 
 
 @dataclass(frozen=True)
@@ -333,6 +333,115 @@ def _study_wilson(ns, ps, tol) -> list[CoverageRow]:
     return rows
 
 
+# ------------------------------------------------------------------------------------------------ CMMD
+def rbf_kernel_mean(mu: np.ndarray, cov: np.ndarray, y: np.ndarray, sigma: float) -> np.ndarray:
+    """E k(x, y_j) for x ~ N(μ, Σ) and each fixed row y_j, k = exp(−‖x − y‖²/(2σ²)) (CMMD's kernel; closed form):
+    det(I + Σ/σ²)^(−½) · exp(−½ (μ − y)ᵀ (Σ + σ²I)⁻¹ (μ − y))."""
+    d = mu.size
+    _, logdet = np.linalg.slogdet(np.eye(d) + cov / sigma**2)
+    diff = np.atleast_2d(y) - mu
+    quad = np.einsum("ij,ij->i", diff, np.linalg.solve(cov + sigma**2 * np.eye(d), diff.T).T)
+    return np.exp(-0.5 * logdet - 0.5 * quad)
+
+
+def rbf_self_mean(cov: np.ndarray, sigma: float) -> float:
+    """E k(x, x′) for x, x′ independent N(μ, Σ): x − x′ ~ N(0, 2Σ), so det(I + 2Σ/σ²)^(−½)."""
+    _, logdet = np.linalg.slogdet(np.eye(cov.shape[0]) + 2.0 * cov / sigma**2)
+    return float(np.exp(-0.5 * logdet))
+
+
+def cmmd_expectation(mu_g, cov_g, ref: np.ndarray, n: int, *, sigma: float, scale: float) -> float:
+    """E[CMMD_N | reference set]: the expected value of :func:`tasks.cmmd.cmmd` (V-statistic, diagonal included)
+    for N generated samples of N(μ_g, Σ_g) against the fixed rows ``ref`` — exact:
+    scale · (1/N + (1 − 1/N) E k(x, x′) + mean K(ref, ref) − 2 mean_j E k(x, y_j))."""
+    from tasks.cmmd import rbf_kernel_sums
+
+    m = ref.shape[0]
+    k_rr = rbf_kernel_sums(ref[:1], ref, sigma=sigma)["rr"] / (m * m)
+    return float(scale * (1.0 / n + (1.0 - 1.0 / n) * rbf_self_mean(cov_g, sigma) + k_rr
+                          - 2.0 * rbf_kernel_mean(mu_g, cov_g, ref, sigma).mean()))
+
+
+def cmmd_population(mu_g, cov_g, mu_r, cov_r, *, sigma: float, scale: float) -> float:
+    """Population MMD² × scale of two Gaussians under CMMD's kernel (what the V-statistic tends to as N, M → ∞)."""
+    def cross(m1, c1, m2, c2):
+        return float(rbf_kernel_mean(m1, c1 + c2, m2[None, :], sigma)[0])
+    return scale * (cross(mu_g, cov_g, mu_g, cov_g) + cross(mu_r, cov_r, mu_r, cov_r) - 2.0 * cross(mu_g, cov_g, mu_r, cov_r))
+
+
+#: CMMD scenarios (d = 32): "clip-scale" features have ‖x‖ ≈ 1 like L2-normalised CLIP embeddings, where
+#: σ = 10 makes the kernel nearly linear; "kernel-scale" features are spread over ≈ σ, where it is curved.
+CMMD_SCENARIOS = {
+    "clip-scale different": dict(spread=1.0, shift=0.3, ratio=1.3),
+    "clip-scale equal": dict(spread=1.0, shift=0.0, ratio=1.0),
+    "kernel-scale different": dict(spread=10.0, shift=2.0, ratio=1.3),
+}
+
+
+def _study_cmmd(ns, reps, seed, n_boot, tol, progress, d: int = 32) -> list[CoverageRow]:
+    from tasks.cmmd import SCALE, SIGMA, cmmd
+
+    rows = []
+    for name, sp in CMMD_SCENARIOS.items():
+        rng0 = _seed(seed, "cmmd-scenario", name)
+        s = sp["spread"] / math.sqrt(d)
+        cov_r = s**2 * np.eye(d)
+        cov_g = (sp["ratio"] * s) ** 2 * np.eye(d)
+        mu_r = np.zeros(d)
+        u = rng0.standard_normal(d)
+        mu_g = u / np.linalg.norm(u) * sp["shift"] * sp["spread"]
+        pop = cmmd_population(mu_g, cov_g, mu_r, cov_r, sigma=SIGMA, scale=SCALE)
+        for n in ns:
+            t0 = time.perf_counter()
+            hits, widths, truths = [], [], []
+            for r in range(reps):
+                rng = _seed(seed, "cmmdset", name, n, r)
+                g = mu_g + rng.standard_normal((n, d)) * (sp["ratio"] * s)
+                x = mu_r + rng.standard_normal((n, d)) * s
+                truth = cmmd_expectation(mu_g, cov_g, x, n, sigma=SIGMA, scale=SCALE)
+                v = cmmd(g, x, rng=_seed(seed, "cmmdboot", name, n, r), n_boot=n_boot)
+                hits.append(v.ci_low <= truth <= v.ci_high)
+                widths.append(v.ci_high - v.ci_low)
+                truths.append(truth)
+                if progress:
+                    progress(f"CMMD {name} N={n}: set {r + 1}/{reps}")
+            rows.append(_row("CMMD (centred bootstrap)", f"E[CMMD_N | ref] ≈ {np.mean(truths):.4g}",
+                             f"d={d} N=M={n} {name}", 0.95, hits, widths, tol, t0,
+                             note=f"exact per reference set; population MMD²×1000 = {pop:.4g}"))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ Dice
+#: per-image Dice of a fixed segmenter on test images drawn from Beta(a, b) (left-skewed like real Dice);
+#: the mean-Dice interval claims to cover a / (a + b).
+DICE_SCENARIOS = {"good segmenter Beta(8, 1.5)": (8.0, 1.5), "poor segmenter Beta(2, 1.2)": (2.0, 1.2)}
+
+
+def _study_dice(ns, reps, seed, n_boot, tol, progress) -> list[CoverageRow]:
+    from tasks.segmentation import summarise_dice
+
+    rows = []
+    for name, (a, b) in DICE_SCENARIOS.items():
+        truth = a / (a + b)
+        for n in ns:
+            t0 = time.perf_counter()
+            hits, widths = [], []
+            for r in range(reps):
+                rng = _seed(seed, "dice", name, n, r)
+                dice = rng.beta(a, b, n)[None, :, None]  # 1 seed × n images × 1 structure
+                ones = np.ones((n, 1), dtype=bool)
+                _, (_, lo, hi), _, _ = summarise_dice(["LV"], dice, np.full_like(dice, np.nan), ones, ones[None],
+                                                      _seed(seed, "diceboot", name, n, r), n_boot=n_boot)
+                hits.append(lo <= truth <= hi)
+                widths.append(hi - lo)
+            if progress:
+                progress(f"Dice {name} n={n}")
+            rows.append(_row("mean Dice (bootstrap over test images)", f"population mean Dice = {truth:.4g}",
+                             f"{n} test images, {name}", 0.95, hits, widths, tol, t0,
+                             note="segmenter fixed; per-image Dice i.i.d. over test images"))
+    return rows
+
+
 #: ``--full``: the grid of the README table. Simulated sets per cell (different, equal), sized so that the whole
 #: grid finishes in about an hour on 2 CPU cores: the cost of one set grows steeply with N and d (one FID
 #: eigenproblem per bootstrap resample; at d = 2048, N = 2000 one set takes ≈ 30 s), so the expensive cells
@@ -358,6 +467,7 @@ def coverage_study(*, dims: Sequence[int] = (8, 64), ns: Sequence[int] = (100, 3
                    tolerance: float = 0.025, families: Sequence[str] = FAMILIES, human_reps: int | None = None,
                    participants: Sequence[int] = (17,), human_boot: int = 2000,
                    wilson_ns: Sequence[int] = (100, 800), wilson_ps: Sequence[float] = (0.03, 0.1, 0.5),
+                   cmmd_ns: Sequence[int] = (100, 300, 1000), dice_ns: Sequence[int] = (10, 20, 50, 200),
                    reps_for: Callable[[int, int, str, int], int] | None = None, workers: int = 1,
                    progress: Callable[[str], None] | None = None,
                    on_row: Callable[[CoverageRow], None] | None = None) -> list[CoverageRow]:
@@ -398,4 +508,8 @@ def coverage_study(*, dims: Sequence[int] = (8, 64), ns: Sequence[int] = (100, 3
             add(_study_human(p, 10, human_reps or reps, seed, human_boot, tolerance, fam, progress))
     if "wilson" in fam:
         add(_study_wilson(wilson_ns, wilson_ps, tolerance))
+    if "cmmd" in fam:
+        add(_study_cmmd(cmmd_ns, human_reps or reps, seed, n_boot, tolerance, progress))
+    if "dice" in fam:
+        add(_study_dice(dice_ns, human_reps or reps, seed, 1000, tolerance, progress))
     return rows

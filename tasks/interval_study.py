@@ -405,7 +405,7 @@ def _study_cmmd(ns, reps, seed, n_boot, tol, progress, d: int = 32) -> list[Cove
                 truths.append(truth)
                 if progress:
                     progress(f"CMMD {name} N={n}: set {r + 1}/{reps}")
-            rows.append(_row("CMMD (centred bootstrap)", f"E[CMMD_N | ref] ≈ {np.mean(truths):.4g}",
+            rows.append(_row("CMMD (bootstrap, jackknife floor)", f"E[CMMD_N | ref] ≈ {np.mean(truths):.4g}",
                              f"d={d} N=M={n} {name}", 0.95, hits, widths, tol, t0,
                              note=f"exact per reference set; population MMD²×1000 = {pop:.4g}"))
     return rows

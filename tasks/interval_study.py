@@ -446,6 +446,7 @@ def _study_dice(ns, reps, seed, n_boot, tol, progress) -> list[CoverageRow]:
 #: grid finishes in about an hour on 2 CPU cores: the cost of one set grows steeply with N and d (one FID
 #: eigenproblem per bootstrap resample; at d = 2048, N = 2000 one set takes ≈ 30 s), so the expensive cells
 #: have fewer sets and a wider binomial CI, printed in every row; 0 = cell not run.
+FULL_OTHER_REPS = 400  # --full: simulated studies per human-evaluation, CMMD and Dice row
 FULL_DIMS = (8, 64, 512, 2048)
 FULL_NS = (100, 300, 1000, 2000)
 FULL_REPS = {

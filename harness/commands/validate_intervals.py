@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         ns: str = typer.Option(DEFAULT_NS, "--ns", help="Set sizes N of the grid (generated = reference size)."),
         reps: int = typer.Option(200, "--reps", help="Simulated data sets per row (400 gives ±2.2 points)."),
         n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap resamples per FID/FID∞/KID interval (the default of the metrics)."),
-        families: str = typer.Option("fid,fid_inf,kid,cluster_bootstrap,tost,wilson", "--families",
+        families: str = typer.Option("fid,fid_inf,kid,cluster_bootstrap,tost,wilson,cmmd,dice", "--families",
                                      help="Intervals to study."),
         tolerance: float = typer.Option(0.025, "--tolerance", help="A row fails when its coverage CI lies outside nominal ± this."),
         seed: int = typer.Option(0, "--seed", help="Master seed (each simulated set has its own stream)."),
@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from harness.errors import UsageError
-        from tasks.interval_study import FAMILIES, FULL_DIMS, FULL_NS, all_passed, coverage_study, full_grid_reps
+        from tasks.interval_study import FAMILIES, FULL_DIMS, FULL_NS, FULL_OTHER_REPS, all_passed, coverage_study, full_grid_reps
 
         fams = tuple(f.strip() for f in families.split(",") if f.strip())
         bad = set(fams) - set(FAMILIES)
@@ -67,11 +67,11 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"--tolerance must be between 0 and 0.5 (got {tolerance})")
         if quick:
             kw = dict(dims=(8,), ns=(100,), kinds=("different",), reps=60, truth_reps=300, n_boot=100, human_reps=60,
-                      human_boot=500, wilson_ns=(100,), wilson_ps=(0.1,))
+                      human_boot=500, wilson_ns=(100,), wilson_ps=(0.1,), cmmd_ns=(100,), dice_ns=(20,))
         elif full:
             pick = {"dims": _ints(dims, "--dims") if dims != DEFAULT_DIMS else FULL_DIMS,
                     "ns": _ints(ns, "--ns") if ns != DEFAULT_NS else FULL_NS}
-            kw = dict(**pick, reps=reps, n_boot=n_boot, reps_for=full_grid_reps)
+            kw = dict(**pick, reps=reps, n_boot=n_boot, reps_for=full_grid_reps, human_reps=FULL_OTHER_REPS)
         else:
             kw = dict(dims=_ints(dims, "--dims"), ns=_ints(ns, "--ns"), reps=reps, n_boot=n_boot)
 

@@ -12,9 +12,14 @@ FID_N, centred bootstrap           E[FID_N] at this N, reference    Gaussian gen
 (``fid.fid_from_features``)        statistics held fixed            statistics; E[FID_N] by Monte Carlo (``truth_reps``
                                                                     independent sets)
 FID∞ (``fid.fid_infinity``)        population FID (N → ∞) against   Fréchet distance of the two Gaussians (closed
-                                   the fixed reference statistics   form)
+                                   the fixed reference statistics;  form); at N ≤ d the row says "not reported"
+                                   no interval when N ≤ d
 KID (``fid.kid``)                  population MMD² (poly kernel)    closed form of E k(x, y) for Gaussians
                                    of the two distributions          (:func:`poly3_kernel_mean`); reference sampled too
+CMMD (``cmmd.cmmd``)               E[CMMD_N | reference set]        exact per simulated reference set from the
+                                   (V-statistic bias included)      Gaussian-RBF closed forms (:func:`cmmd_expectation`)
+mean Dice (``segmentation.         population mean Dice of a fixed  per-image Dice ~ Beta(a, b): a / (a + b)
+summarise_dice``)                  segmenter over test images
 cluster bootstrap                  population difference of mean    latent-normal ratings with participant and
 (``stats.cluster_bootstrap``)      ratings (source − reference)     participant × source random effects, rounded and
                                                                     clipped to 1..5; exact expectation from Φ
@@ -32,6 +37,11 @@ overstates FID's spread when N is not ≫ d; the width tests in ``tests/tasks/te
 against intervals that are too wide for the bootstrap spread). With 400 simulated sets the CI half-width is
 ≈ 2.2 points, so a true coverage of 90 % at nominal 95 % fails; ``--quick`` (fewer sets) only catches gross
 failures (e.g. a 50 % interval reported as 95 %).
+
+The grid (``--full``, the README table): feature dimension d ∈ {8, 64, 512, 2048} × N ∈ {100, 300, 1000, 2000},
+equal and different distributions, with fewer simulated sets where one set is expensive (:data:`FULL_REPS`;
+each row's binomial CI shows what that costs in precision); human evaluation, CMMD and Dice rows with
+:data:`FULL_OTHER_REPS` studies each.
 
 Every simulated set has its own seed (``numpy.random.default_rng([seed, row, rep])``): rows are reproducible
 and independent of which other rows run.

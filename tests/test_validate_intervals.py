@@ -165,3 +165,9 @@ def test_dice_rows_use_the_task_interval(monkeypatch):
     monkeypatch.setattr(seg, "bootstrap_mean_ci", narrow)
     rows = st.coverage_study(families=("dice",), reps=60, dice_ns=(20,))
     assert not any(r.passed for r in rows)
+
+
+def test_help_states_the_grid_rows_tolerance_and_exit_codes():
+    out = CliRunner().invoke(app, ["validate-intervals", "--help"], env={"COLUMNS": "200"}).stdout
+    for needle in ("--full", "512,2048", "Exit codes", "3 at least one row fails", "tolerance", "not reported when N ≤ d"):
+        assert needle in out, needle

@@ -171,3 +171,22 @@ def test_help_states_the_grid_rows_tolerance_and_exit_codes():
     out = CliRunner().invoke(app, ["validate-intervals", "--help"], env={"COLUMNS": "200"}).stdout
     for needle in ("--full", "512,2048", "Exit codes", "3 at least one row fails", "tolerance", "not reported when N ≤ d"):
         assert needle in out, needle
+
+
+def test_full_grid_dims_pick_a_part_of_it(monkeypatch):
+    from tasks import interval_study
+
+    seen = {}
+
+    def fake(**kw):
+        seen.update(kw)
+        return []
+
+    monkeypatch.setattr(interval_study, "coverage_study", fake)
+    for args, dims in ((["--full"], (8, 64, 512, 2048)), (["--full", "--dims", "8,64"], (8, 64)),
+                       (["--full", "--dims", "2048"], (2048,)), ([], (8, 64))):
+        seen.clear()
+        res = CliRunner().invoke(app, ["validate-intervals", *args, "--json"])
+        assert res.exit_code == 0, res.output
+        assert tuple(seen["dims"]) == dims
+        assert (seen.get("reps_for") is interval_study.full_grid_reps) == ("--full" in args)

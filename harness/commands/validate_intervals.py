@@ -33,8 +33,10 @@ def register(app: typer.Typer) -> None:
     def validate_intervals(
         quick: bool = typer.Option(False, "--quick", help="CI mode: d=8, N=100, different distributions, 60 simulated "
                                                            "sets, 100 bootstrap resamples (~10 s CPU); catches gross failures only."),
-        dims: str = typer.Option(DEFAULT_DIMS, "--dims", help="Feature dimensions of the FID/FID∞/KID grid (e.g. 8,64,2048)."),
-        ns: str = typer.Option(DEFAULT_NS, "--ns", help="Set sizes N of the grid (generated = reference size)."),
+        dims: str | None = typer.Option(None, "--dims", help=f"Feature dimensions of the FID/FID∞/KID grid, e.g. 8,64,2048 "
+                                                              f"[default: {DEFAULT_DIMS}; with --full all of 8,64,512,2048]."),
+        ns: str | None = typer.Option(None, "--ns", help=f"Set sizes N of the grid (generated = reference size) [default: "
+                                                          f"{DEFAULT_NS}; with --full all of 100,300,1000,2000]."),
         reps: int = typer.Option(200, "--reps", help="Simulated data sets per row (400 gives ±2.2 points)."),
         n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap resamples per FID/FID∞/KID interval (the default of the metrics)."),
         families: str = typer.Option("fid,fid_inf,kid,cluster_bootstrap,tost,wilson,cmmd,dice", "--families",
@@ -82,11 +84,11 @@ def register(app: typer.Typer) -> None:
             kw = dict(dims=(8,), ns=(100,), kinds=("different",), reps=60, truth_reps=300, n_boot=100, human_reps=60,
                       human_boot=500, wilson_ns=(100,), wilson_ps=(0.1,), cmmd_ns=(100,), dice_ns=(20,))
         elif full:
-            pick = {"dims": _ints(dims, "--dims") if dims != DEFAULT_DIMS else FULL_DIMS,
-                    "ns": _ints(ns, "--ns") if ns != DEFAULT_NS else FULL_NS}
+            pick = {"dims": FULL_DIMS if dims is None else _ints(dims, "--dims"),
+                    "ns": FULL_NS if ns is None else _ints(ns, "--ns")}
             kw = dict(**pick, reps=reps, n_boot=n_boot, reps_for=full_grid_reps, human_reps=FULL_OTHER_REPS)
         else:
-            kw = dict(dims=_ints(dims, "--dims"), ns=_ints(ns, "--ns"), reps=reps, n_boot=n_boot)
+            kw = dict(dims=_ints(dims or DEFAULT_DIMS, "--dims"), ns=_ints(ns or DEFAULT_NS, "--ns"), reps=reps, n_boot=n_boot)
 
         def stream(row) -> None:
             if as_json:

@@ -20,16 +20,19 @@ K(ref, ref) are symmetric, so only blocks on and above the diagonal are computed
 same rows (after the canonical ordering) K(gen, ref) *is* K(gen, gen) and is not recomputed: the value is then
 exactly 0.
 
-**Confidence interval**: bootstrap over generated images (reference fixed), as the FID family: resample counts
-``w`` give ``wᵀ K_gg w / N² + mean K_rr − 2 wᵀ K_gr 1 / (N M)``, computed in the same pass. Resampling repeats
-images, which adds diagonal kernel terms (k(x, x) = 1), so the replicates are biased upward like FID_N's; the
-interval is therefore centred on the estimate (percentiles of θ̂ + θ*_b − mean θ*), the plain percentile
-interval stays in ``details``.
+**Confidence interval** (covers E[CMMD_N | reference set], checked by ``harness validate-intervals``):
+bootstrap over generated images (reference fixed), as the FID family: resample counts ``w`` give
+``wᵀ K_gg w / N² + mean K_rr − 2 wᵀ K_gr 1 / (N M)``, computed in the same pass. Resampling repeats images,
+which adds diagonal kernel terms (k(x, x) = 1), so the replicates are biased upward like FID_N's; the interval
+is therefore centred on the estimate (percentiles of θ̂ + θ*_b − mean θ*), each side at least z × the
+delete-one jackknife standard error over generated images (the centred bootstrap alone covered 92–93 % in
+simulation with curved kernels); the plain percentile interval stays in ``details``.
 """
 
 from __future__ import annotations
 
 import time
+from statistics import NormalDist
 
 import numpy as np
 
@@ -57,8 +60,10 @@ def _kernel_block(a: np.ndarray, a_sq: np.ndarray, b: np.ndarray, b_sq: np.ndarr
     return k
 
 
-def _sym_sums(x: np.ndarray, sq: np.ndarray, w: np.ndarray, gamma: float, block: int) -> np.ndarray:
-    """``w_b ᵀ K(x, x) w_b`` for each row of ``w`` (V × N), from the blocks on and above the diagonal."""
+def _sym_sums(x: np.ndarray, sq: np.ndarray, w: np.ndarray, gamma: float, block: int,
+              rows: np.ndarray | None = None) -> np.ndarray:
+    """``w_b ᵀ K(x, x) w_b`` for each row of ``w`` (V × N), from the blocks on and above the diagonal; with
+    ``rows`` (length N, zeros) also accumulates the row sums K(x, x) 1 into it."""
     n = x.shape[0]
     out = np.zeros(w.shape[0])
     for i0 in range(0, n, block):
@@ -69,6 +74,10 @@ def _sym_sums(x: np.ndarray, sq: np.ndarray, w: np.ndarray, gamma: float, block:
             k = _kernel_block(x[i0:i1], sq[i0:i1], x[j0:j1], sq[j0:j1], gamma)
             s = np.einsum("vj,vj->v", wi @ k, w[:, j0:j1])
             out += s if j0 == i0 else 2.0 * s
+            if rows is not None:
+                rows[i0:i1] += k.sum(axis=1)
+                if j0 != i0:
+                    rows[j0:j1] += k.sum(axis=0)
     return out
 
 
@@ -87,33 +96,20 @@ def _cross_rowsums(x: np.ndarray, xsq: np.ndarray, y: np.ndarray, ysq: np.ndarra
 def rbf_kernel_sums(gen: np.ndarray, ref: np.ndarray, weights: np.ndarray | None = None, *, sigma: float = SIGMA,
                     block: int = 1024) -> dict:
     """Kernel sums behind CMMD, blockwise: ``gg`` (V: wᵀK_gg w for each weight row, all-ones if None),
-    ``rr`` (1ᵀK_rr 1), ``gr_rows`` (K_gr 1, length N_gen). Inputs must be validated float64 arrays."""
+    ``rr`` (1ᵀK_rr 1), ``gr_rows`` (K_gr 1, length N_gen), ``gg_rows`` (K_gg 1, for the jackknife). Inputs must
+    be validated float64 arrays."""
     gamma = 1.0 / (2.0 * sigma * sigma)
     w = np.ones((1, gen.shape[0])) if weights is None else np.atleast_2d(weights).astype(np.float64)
     gsq = np.einsum("ij,ij->i", gen, gen)
-    gg = _sym_sums(gen, gsq, w, gamma, block)
+    gg_rows = np.zeros(gen.shape[0])
+    gg = _sym_sums(gen, gsq, w, gamma, block, rows=gg_rows)
     same = gen.shape == ref.shape and np.array_equal(gen, ref)
     if same:  # K(ref, ref) = K(gen, ref) = K(gen, gen): computed once
-        rows = _sym_rowsums(gen, gsq, gamma, block)
-        return {"gg": gg, "rr": float(rows.sum()), "gr_rows": rows, "same_sets": True}
+        return {"gg": gg, "rr": float(gg_rows.sum()), "gr_rows": gg_rows, "gg_rows": gg_rows, "same_sets": True}
     rsq = np.einsum("ij,ij->i", ref, ref)
     rr = float(_sym_sums(ref, rsq, np.ones((1, ref.shape[0])), gamma, block)[0])
-    return {"gg": gg, "rr": rr, "gr_rows": _cross_rowsums(gen, gsq, ref, rsq, gamma, block), "same_sets": False}
-
-
-def _sym_rowsums(x: np.ndarray, sq: np.ndarray, gamma: float, block: int) -> np.ndarray:
-    """Row sums of the symmetric K(x, x), from the blocks on and above the diagonal."""
-    n = x.shape[0]
-    out = np.zeros(n)
-    for i0 in range(0, n, block):
-        i1 = min(i0 + block, n)
-        for j0 in range(i0, n, block):
-            j1 = min(j0 + block, n)
-            k = _kernel_block(x[i0:i1], sq[i0:i1], x[j0:j1], sq[j0:j1], gamma)
-            out[i0:i1] += k.sum(axis=1)
-            if j0 != i0:
-                out[j0:j1] += k.sum(axis=0)
-    return out
+    return {"gg": gg, "rr": rr, "gr_rows": _cross_rowsums(gen, gsq, ref, rsq, gamma, block), "gg_rows": gg_rows,
+            "same_sets": False}
 
 
 def cmmd(gen: np.ndarray, ref: np.ndarray, *, rng: np.random.Generator | int | None = None, n_boot: int = 200,
@@ -159,13 +155,34 @@ def cmmd(gen: np.ndarray, ref: np.ndarray, *, rng: np.random.Generator | int | N
     vals = scale * (k_gg + k_rr - 2.0 * k_gr)
     value = float(vals[0])
     lo, hi, info = _interval(value, vals[1:], ci, ci_method)
+    if lo is not None and ci_method == "centred":
+        # delete-one jackknife over generated samples (reference fixed) of the V-statistic: θ₍₋ᵢ₎ from row sums
+        se_jack = 0.0
+        if n >= 3:
+            s_gg, r_g, c_g = float(sums["gg_rows"].sum()), sums["gg_rows"], sums["gr_rows"]
+            diag = np.ones(n)  # k(x, x) = 1
+            theta = scale * ((s_gg - 2.0 * r_g + diag) / (n - 1) ** 2 + k_rr
+                             - 2.0 * (float(c_g.sum()) - c_g) / ((n - 1) * m))
+            se_jack = float(np.sqrt((n - 1) / n * ((theta - theta.mean()) ** 2).sum()))
+        z = NormalDist().inv_cdf((1 + ci) / 2)
+        info = {**info, "ci_bootstrap": [lo, hi], "se_jackknife": se_jack}
+        lo, hi = value - max(value - lo, z * se_jack), value + max(hi - value, z * se_jack)
     return DistanceResult(value, lo, hi, n, {
+        "covers": CMMD_COVERS, "ci_basis": CMMD_CI_BASIS if ci_method == "centred" else
+        "percentile bootstrap over generated samples (reference fixed)",
         "sigma": float(sigma), "scale": float(scale), "kernel": "exp(-|x-y|^2 / (2 sigma^2))",
         "estimator": "V-statistic, every kernel entry averaged (diagonal included), as the CMMD reference code",
         "mean_k_gen_gen": float(k_gg[0]), "mean_k_ref_ref": float(k_rr), "mean_k_gen_ref": float(k_gr[0]),
         "n_gen": n, "n_ref": m, "d": g.shape[1], "block": int(block), "same_sets": sums["same_sets"],
         "timings_s": {"cmmd": time.perf_counter() - t0}, **info,
     })
+
+
+CMMD_COVERS = ("E[CMMD_N | reference set]: the expected CMMD of N generated samples against this reference set "
+               "(held fixed), the V-statistic's upward bias ≈ scale·(1 − E k)/N included; not the population MMD²")
+CMMD_CI_BASIS = ("per side, the wider of the centred bootstrap over generated samples (ci_bootstrap: CMMD + percentiles "
+                 "of θ*_b − mean θ*) and z·se_jackknife (delete-one jackknife over generated samples; by Efron–Stein not "
+                 "below the true variance)")
 
 
 @task_registry.register("cmmd")

@@ -26,10 +26,14 @@ stated in ``details["covers"]`` / ``details["ci_basis"]``:
 * **FID∞** covers the **population FID** (N → ∞) against the fixed reference statistics: the centred FID_N
   replicates (FID∞ = FID_N − k/N with k fitted, so to first order they share their sampling spread), each side
   widened in quadrature by z·se_a (the fit's error over the subset draws) and by the extrapolation's model
-  error |a_quadratic − a| (linear vs quadratic fit in 1/N; large when the subsets are not ≫ d).
-* **KID** covers the **population MMD²** of the generated and the reference distribution: a percentile
-  bootstrap of the full-set unbiased MMD² resampling both sets (``resample_ref=False``: the reference fixed),
-  centred on the reported subset mean and widened in quadrature by the subset draws' noise.
+  error |a_quadratic − a| (linear vs quadratic fit in 1/N; large when the subsets are not ≫ d). **Not
+  reported when N ≤ d** (``details["ci_refused"]`` says why, and a warning is logged): FID_N is not linear in
+  1/N there and the extrapolation has no valid error bar.
+* **KID** covers the **population MMD²** of the generated and the reference distribution: per side, the wider
+  of the percentile bootstrap of the full-set unbiased MMD² (resampling both sets; ``resample_ref=False``: the
+  reference fixed) and the normal interval with the two-sample jackknife standard error (which by the
+  Efron–Stein inequality does not underestimate the variance, second-order term included), centred on the
+  reported subset mean and widened in quadrature by the subset draws' noise.
 
 The reference set's own sampling noise is not in the FID/FID∞ intervals: every generator is compared with
 the same reference statistics.
@@ -266,7 +270,11 @@ def fid_family(
             a_quad = float(np.polyfit(pts_arr[:, 0], pts_arr[:, 1], 2)[-1]) if sizes.size >= 4 else fit["a"]
             model_err = abs(a_quad - fit["a"])
             ilo = ihi = None
-            if blo is not None:
+            refused = n <= d  # see FID_INF_REFUSED: the 1/N extrapolation has no valid error bar here
+            if refused:
+                iinfo.update({"ci_method": "not reported", "ci_refused": FID_INF_REFUSED.format(n=n, d=d)})
+                log.warning("FID∞: %s", iinfo["ci_refused"])
+            if blo is not None and not refused:
                 z = NormalDist().inv_cdf((1 + ci) / 2)
                 ilo = fit["a"] - float(np.sqrt((fit["a"] - blo) ** 2 + (z * fit["se_a"]) ** 2 + model_err**2))
                 ihi = fit["a"] + float(np.sqrt((bhi - fit["a"]) ** 2 + (z * fit["se_a"]) ** 2 + model_err**2))
@@ -327,8 +335,9 @@ def kid(gen, ref, *, rng=None, subsets: int = 100, subset_size: int = 1000, n_bo
     and ``ref`` as passed) replaces the random draws, e.g. to replay torch-fidelity's or torchmetrics' subsets.
 
     CI (covers the population MMD² of the two distributions; ``resample_ref=False``: the MMD² against this
-    reference set): percentile bootstrap of the full-set unbiased MMD², resampling generated and reference
-    samples independently (pairs of copies of one sample excluded); shifted by (value − full-set MMD²) so it is
+    reference set): per side, the wider of the percentile bootstrap of the full-set unbiased MMD², resampling
+    generated and reference samples independently (pairs of copies of one sample excluded), and z × the
+    two-sample jackknife standard error (:func:`kid_jackknife_se`); shifted by (value − full-set MMD²) so it is
     centred on the reported subset mean, and each side widened in quadrature by z·sd(subset values)/√S, the
     noise of the subset draws (zero when the subsets are the full sets). The bootstrap interval itself is
     ``details["ci_full_set"]``."""
@@ -430,10 +439,12 @@ def _kid(g, ref, rng, weights, subsets, subset_size, ci, block, *, resample_ref:
     lo, hi, info = _interval(full, reps, ci, "percentile")  # boot_mean/boot_std: of the full-set replicates
     if lo is not None:
         z = NormalDist().inv_cdf((1 + ci) / 2)
-        info = {**info, "ci_full_set": [lo, hi], "ci_shift": value - full, "se_subsets": se_sub}
+        se_jack = kid_jackknife_se(f, resample_ref=resample_ref)
+        info = {**info, "ci_full_set": [lo, hi], "ci_shift": value - full, "se_subsets": se_sub, "se_jackknife": se_jack}
         info.pop("ci_centred", None)
         info.pop("ci_percentile", None)
-        lo, hi = value - float(np.hypot(full - lo, z * se_sub)), value + float(np.hypot(hi - full, z * se_sub))
+        down, up = max(full - lo, z * se_jack), max(hi - full, z * se_jack)
+        lo, hi = value - float(np.hypot(down, z * se_sub)), value + float(np.hypot(up, z * se_sub))
     return DistanceResult(value, lo, hi, ng, {
         "std": float(vals.std()), "subsets": subsets, "subset_size": m, "n_gen": ng, "n_ref": nr,
         "full_set_mmd2": full, "kernel": "(x·y/d + 1)^3", "resample_ref": resample_ref, **info,
@@ -442,6 +453,27 @@ def _kid(g, ref, rng, weights, subsets, subset_size, ci, block, *, resample_ref:
         "covers": "population MMD² between the generated and the reference distribution" if resample_ref
                   else "MMD² between the generated distribution and this reference set",
     })
+
+
+def kid_jackknife_se(f: Mapping, *, resample_ref: bool = True) -> float:
+    """Two-sample delete-one jackknife standard error of the full-set unbiased MMD² (poly kernel), from the kernel
+    row sums of :func:`~tasks.fid_math.kernel_quadratic_forms` (O(N)): θ₍₋ᵢ₎ drops generated sample i (then,
+    with ``resample_ref``, each reference sample j in turn); var = (n−1)/n Σ(θ₍₋ᵢ₎ − θ̄)² + (m−1)/m Σ(θ₍₋ⱼ₎ − θ̄)².
+    By the Efron–Stein inequality its expectation is ≥ the true variance (second-order U-statistic term
+    included), which the bootstrap misses when MMD² is small against its noise. 0 when a set has < 3 samples."""
+    dg, dr = f["diag_g"], f["diag_r"]
+    n, m = dg.size, dr.size
+    if n < 3 or m < 3:
+        return 0.0
+    rg, rr = f["rows_g"] - dg, f["rows_r"] - dr  # off-diagonal row sums
+    s_gg, s_rr, s_gr = float(rg.sum()), float(rr.sum()), float(f["cross_g"].sum())
+    u_gg, u_rr = s_gg / (n * (n - 1)), s_rr / (m * (m - 1))
+    t_g = (s_gg - 2.0 * rg) / ((n - 1) * (n - 2)) + u_rr - 2.0 * (s_gr - f["cross_g"]) / ((n - 1) * m)
+    var = (n - 1) / n * float(((t_g - t_g.mean()) ** 2).sum())
+    if resample_ref:
+        t_r = u_gg + (s_rr - 2.0 * rr) / ((m - 1) * (m - 2)) - 2.0 * (s_gr - f["cross_r"]) / (n * (m - 1))
+        var += (m - 1) / m * float(((t_r - t_r.mean()) ** 2).sum())
+    return float(np.sqrt(var))
 
 
 def relative_fd(gen, ref, *, rng=None, n_boot: int = 200, ci: float = 0.95, workers: int | None = None) -> DistanceResult:
@@ -490,12 +522,19 @@ def relative_fd(gen, ref, *, rng=None, n_boot: int = 200, ci: float = 0.95, work
     })
 
 
+#: FID∞'s interval is not reported when N ≤ d. There the generated covariance of every subset is singular and
+#: E[FID_N] is not a + k/N (for N ≪ d the trace term grows like √(N·d), not as 1/N), so the linear
+#: extrapolation can be off by far more than any error bar it could carry (simulation: d = 512, N = 100–300,
+#: intervals 200–300 wide covered the true FID in 0 of 20 sets). The value is still reported with this note.
+FID_INF_REFUSED = ("interval not reported: N = {n} ≤ d = {d}, so every subset's covariance is singular and FID_N is "
+                   "not linear in 1/N; the extrapolated FID∞ is unreliable here (use N > d, ideally N/5 > d)")
 FID_INF_CI_BASIS = ("centred bootstrap spread of FID_N around the intercept (ci_bootstrap); each side widened in "
                     "quadrature by z·se_a (OLS error of the fit over the subset draws) and by model_error = "
                     "|a_quadratic − a| (linear vs quadratic extrapolation in 1/N)")
-KID_CI_BASIS = ("percentile bootstrap of the full-set unbiased MMD² resampling generated and reference samples "
-                "(ci_full_set), shifted onto the subset mean and each side widened in quadrature by z·se_subsets "
-                "(the subset draws' noise)")
+KID_CI_BASIS = ("per side, the wider of the percentile bootstrap of the full-set unbiased MMD² resampling generated "
+                "and reference samples (ci_full_set) and z·se_jackknife (two-sample delete-one jackknife: by "
+                "Efron–Stein not below the true variance); shifted onto the subset mean and each side widened in "
+                "quadrature by z·se_subsets (the subset draws' noise)")
 
 
 def metric_names(ctx: TaskContext) -> dict[str, str]:

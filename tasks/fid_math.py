@@ -326,8 +326,9 @@ def kernel_quadratic_forms(
     the generated samples; wr (B × Nr, optional): bootstrap weights of the reference samples (two-sample
     bootstrap; default: the reference is fixed, all ones).
     Returns ``gg_sub``, ``rr_sub``, ``gr_sub`` (S: zᵀKz sums), ``gg_boot`` (B: w_gᵀK_gg w_g), ``gr_boot``
-    (B: w_gᵀK_gr w_r), ``rr_boot`` (B: w_rᵀK_rr w_r), ``rr_all`` (1ᵀK_rr 1), and the kernel diagonals
-    ``diag_g``, ``diag_r``. Cost: (Ng² + Nr² + Ng·Nr)·d for the kernels, (S + B)·N² for the forms.
+    (B: w_gᵀK_gr w_r), ``rr_boot`` (B: w_rᵀK_rr w_r), ``rr_all`` (1ᵀK_rr 1), the kernel diagonals
+    ``diag_g``, ``diag_r`` and the row sums ``rows_g`` (K_gg 1), ``rows_r`` (K_rr 1), ``cross_g`` (K_gr 1),
+    ``cross_r`` (K_grᵀ 1) that the jackknife needs. Cost: (Ng² + Nr² + Ng·Nr)·d for the kernels, (S + B)·N² for the forms.
     """
     vg = np.vstack([zg, wg])  # (S + B) × Ng
     nb = wg.shape[0]
@@ -339,17 +340,26 @@ def kernel_quadratic_forms(
     s = zg.shape[0]
     gg = np.zeros(vg.shape[0])
     cross = np.zeros((xg.shape[0], zr_plus.shape[0]))  # K_gr @ zr_plusᵀ
+    rows_g, rows_r, cross_r = np.zeros(xg.shape[0]), np.zeros(xr.shape[0]), np.zeros(xr.shape[0])
     for i0 in range(0, xg.shape[0], block):
         i1 = min(i0 + block, xg.shape[0])
         kb = poly_kernel(xg[i0:i1], xg)
         gg += np.einsum("vi,iv->v", vg[:, i0:i1], kb @ vg.T)
-        cross[i0:i1] = poly_kernel(xg[i0:i1], xr) @ zr_plus.T
+        rows_g[i0:i1] = kb.sum(axis=1)
+        kc = poly_kernel(xg[i0:i1], xr)
+        cross[i0:i1] = kc @ zr_plus.T
+        cross_r += kc.sum(axis=0)
     rr = np.zeros(zr_plus.shape[0])
     for i0 in range(0, xr.shape[0], block):
         i1 = min(i0 + block, xr.shape[0])
         kb = poly_kernel(xr[i0:i1], xr)
         rr += np.einsum("vi,iv->v", zr_plus[:, i0:i1], kb @ zr_plus.T)
+        rows_r[i0:i1] = kb.sum(axis=1)
     return {
+        "rows_g": rows_g,  # K_gg 1 (diagonal included)
+        "rows_r": rows_r,  # K_rr 1
+        "cross_g": cross[:, s].copy(),  # K_gr 1
+        "cross_r": cross_r,  # K_grᵀ 1
         "gg_sub": gg[:s],
         "gg_boot": gg[s:],
         "rr_sub": rr[:s],

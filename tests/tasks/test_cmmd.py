@@ -72,6 +72,23 @@ def test_bootstrap_interval_and_replicates():
     assert res1.details["boot_mean"] == pytest.approx(rep, rel=1e-9)
 
 
+def test_interval_is_the_wider_of_centred_bootstrap_and_a_direct_delete_one_jackknife():
+    rng = np.random.default_rng(0)
+    g, r = rng.standard_normal((20, 4)) * 2 + 1.0, rng.standard_normal((20, 4)) * 2
+    res = cmmd(g, r, n_boot=60, rng=1, sigma=3.0)
+    loo = np.array([reference_mmd(np.delete(g, i, 0), r, sigma=3.0) for i in range(20)])
+    se = np.sqrt(19 / 20 * ((loo - loo.mean()) ** 2).sum())
+    d = res.details
+    assert d["se_jackknife"] == pytest.approx(se, rel=1e-9)
+    z = 1.959963984540054
+    blo, bhi = d["ci_bootstrap"]
+    assert res.value - blo < z * se and bhi - res.value < z * se  # the fixture: the jackknife floor decides both sides
+    assert res.ci_low == pytest.approx(res.value - max(res.value - blo, z * se), rel=1e-12)
+    assert res.ci_high == pytest.approx(res.value + max(bhi - res.value, z * se), rel=1e-12)
+    assert [blo, bhi] == pytest.approx(d["ci_centred"], rel=1e-12)
+    assert d["covers"].startswith("E[CMMD_N | reference set]")
+
+
 def test_bad_input_is_a_data_error():
     g = emb(20, d=8)
     with pytest.raises(DataError, match="feature dimensions differ"):

@@ -168,6 +168,8 @@ def test_kid_interval_is_a_95_percent_interval_of_an_independent_two_sample_boot
     sd = float(np.std(vals, ddof=1))
     assert res.details["boot_std"] == pytest.approx(sd, rel=0.2)
     assert 0.8 < (res.ci_high - res.ci_low) / (2 * 1.96 * sd) < 1.25
+    lo_f, hi_f = res.details["ci_full_set"]  # the bootstrap part on its own (the jackknife floor could hide it)
+    assert 0.8 < (hi_f - lo_f) / (2 * 1.96 * sd) < 1.25
     fixed = fid.kid(gen, ref, rng=0, n_boot=300, subset_size=1000, subsets=3, resample_ref=False)
     assert fixed.value == res.value
     assert fixed.ci_high - fixed.ci_low < 0.85 * (res.ci_high - res.ci_low)  # the reference's noise is real
@@ -182,8 +184,41 @@ def test_kid_interval_adds_the_subset_noise():
     se = d["std"] * np.sqrt(10 / 9) / np.sqrt(10)  # details["std"] has ddof=0 (torchmetrics); se: ddof=1 over S
     assert d["se_subsets"] == pytest.approx(se, rel=1e-9)
     lo_f, hi_f = d["ci_full_set"]
-    assert res.ci_low == pytest.approx(res.value - np.hypot(d["full_set_mmd2"] - lo_f, z * se), rel=1e-9)
-    assert res.ci_high == pytest.approx(res.value + np.hypot(hi_f - d["full_set_mmd2"], z * se), rel=1e-9)
+    down = max(d["full_set_mmd2"] - lo_f, z * d["se_jackknife"])
+    up = max(hi_f - d["full_set_mmd2"], z * d["se_jackknife"])
+    assert res.ci_low == pytest.approx(res.value - np.hypot(down, z * se), rel=1e-9)
+    assert res.ci_high == pytest.approx(res.value + np.hypot(up, z * se), rel=1e-9)
+
+
+def _mmd2_u(x, y):
+    kxx, kyy = _poly(x, x), _poly(y, y)
+    n, m = len(x), len(y)
+    return ((kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+            - 2 * _poly(x, y).mean())
+
+
+@pytest.mark.parametrize("resample_ref", [True, False])
+def test_kid_jackknife_se_equals_a_direct_delete_one_jackknife(resample_ref):
+    rng = np.random.default_rng(3)
+    gen, ref = rng.standard_normal((25, 3)) * 1.2 + 0.3, rng.standard_normal((30, 3))
+    res = fid.kid(gen, ref, rng=0, n_boot=30, subsets=2, resample_ref=resample_ref)
+    tg = np.array([_mmd2_u(np.delete(gen, i, 0), ref) for i in range(25)])
+    var = 24 / 25 * ((tg - tg.mean()) ** 2).sum()
+    if resample_ref:
+        tr = np.array([_mmd2_u(gen, np.delete(ref, j, 0)) for j in range(30)])
+        var += 29 / 30 * ((tr - tr.mean()) ** 2).sum()
+    assert res.details["se_jackknife"] == pytest.approx(np.sqrt(var), rel=1e-9)
+    z = 1.959963984540054
+    se = np.sqrt(var)
+    d = res.details
+    lo_f, hi_f = d["ci_full_set"]
+    full = d["full_set_mmd2"]
+    if resample_ref:
+        assert full - lo_f < z * se  # the fixture: the jackknife floor decides the lower side
+    down, up = max(full - lo_f, z * se), max(hi_f - full, z * se)
+    sub = z * d["se_subsets"]  # the reference subsets (25 of 30) differ: subset noise in quadrature
+    assert res.ci_low == pytest.approx(res.value - np.hypot(down, sub), rel=1e-9)
+    assert res.ci_high == pytest.approx(res.value + np.hypot(up, sub), rel=1e-9)
 
 
 def test_fid_interval_is_centred_on_the_estimate():

@@ -101,10 +101,20 @@ def test_bootstrap_ci_matches_scipy_percentile_bootstrap():
 
     v = np.random.default_rng(3).beta(5, 2, 60)
     mean, lo, hi = seg.bootstrap_mean_ci(v, np.random.default_rng(0), n_boot=4000)
+    from scipy.stats import norm, t
+
     ref = bootstrap((v,), np.mean, n_resamples=4000, method="percentile", random_state=np.random.default_rng(1))
     assert mean == pytest.approx(v.mean())
-    assert lo == pytest.approx(ref.confidence_interval.low, abs=0.006)
-    assert hi == pytest.approx(ref.confidence_interval.high, abs=0.006)
+    expand = np.sqrt(60 / 59) * t.ppf(0.975, 59) / norm.ppf(0.975)  # the small-sample correction (1.03)
+    assert lo == pytest.approx(v.mean() - expand * (v.mean() - ref.confidence_interval.low), abs=0.006)
+    assert hi == pytest.approx(v.mean() + expand * (ref.confidence_interval.high - v.mean()), abs=0.006)
+    # n = 8: the correction is large (1.29): a plain percentile interval fails this
+    w = np.random.default_rng(4).beta(5, 2, 8)
+    m8, lo8, hi8 = seg.bootstrap_mean_ci(w, np.random.default_rng(0), n_boot=4000)
+    ref8 = bootstrap((w,), np.mean, n_resamples=4000, method="percentile", random_state=np.random.default_rng(1))
+    e8 = np.sqrt(8 / 7) * t.ppf(0.975, 7) / norm.ppf(0.975)
+    assert lo8 == pytest.approx(m8 - e8 * (m8 - ref8.confidence_interval.low), abs=0.01)
+    assert hi8 == pytest.approx(m8 + e8 * (ref8.confidence_interval.high - m8), abs=0.01)
     assert np.isnan(seg.bootstrap_mean_ci(np.array([np.nan]), np.random.default_rng(0))[0])
 
 

@@ -315,6 +315,20 @@ def headline(table: pd.DataFrame, n_raters: int | None = None) -> str:
 
 
 # the page -----------------------------------------------------------------------------------------------
+def _tau_forest(ax, t: pd.DataFrame, colour: str) -> None:
+    """One row per metric of ``t`` (sorted by the caller): Kendall τ with its CI; substitute spaces grey and starred."""
+    y = np.arange(len(t))
+    lo = (t["kendall_tau"] - t["ci_low"]).clip(lower=0).fillna(0)
+    hi = (t["ci_high"] - t["kendall_tau"]).clip(lower=0).fillna(0)
+    colors = ["tab:grey" if s else colour for s in t["substitute"]]
+    for yi, x, l_, h_, c in zip(y, t["kendall_tau"], lo, hi, colors):
+        ax.errorbar([x], [yi], xerr=[[l_], [h_]], fmt="none", ecolor=c, capsize=3)
+    ax.scatter(t["kendall_tau"], y, c=colors, zorder=3)
+    ax.set_yticks(y, [f"{m}{' *' if s else ''}" for m, s in zip(t["metric"], t["substitute"])], fontsize=8)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlim(-1.05, 1.05)
+
+
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
@@ -335,16 +349,7 @@ def _plots(table: pd.DataFrame, spread_long: Mapping[str, pd.DataFrame], faults:
     if not t.empty:
         t = t.sort_values("kendall_tau")
         fig, ax = plt.subplots(figsize=(7, 0.32 * len(t) + 1.2))
-        y = np.arange(len(t))
-        lo = (t["kendall_tau"] - t["ci_low"]).clip(lower=0).fillna(0)
-        hi = (t["ci_high"] - t["kendall_tau"]).clip(lower=0).fillna(0)
-        colors = ["tab:grey" if s else "tab:blue" for s in t["substitute"]]
-        for yi, x, l_, h_, c in zip(y, t["kendall_tau"], lo, hi, colors):
-            ax.errorbar([x], [yi], xerr=[[l_], [h_]], fmt="none", ecolor=c, capsize=3)
-        ax.scatter(t["kendall_tau"], y, c=colors, zorder=3)
-        ax.set_yticks(y, [f"{m}{' *' if s else ''}" for m, s in zip(t["metric"], t["substitute"])], fontsize=8)
-        ax.axvline(0, color="k", lw=0.8)
-        ax.set_xlim(-1.05, 1.05)
+        _tau_forest(ax, t, "tab:blue")
         ax.set_xlabel("Kendall τ: metric ranking vs clinicians (95% CI over raters); * substitute space")
         out.append(("Ranking agreement per metric", _png(fig)))
     for space, long in (spread_long or {}).items():
@@ -502,16 +507,7 @@ def _utility_plot(utility: pd.DataFrame) -> str | None:
                              squeeze=False)
     for ax, target in zip(axes[0], targets):
         g = t[t["target"] == target].sort_values("kendall_tau")
-        y = np.arange(len(g))
-        colors = ["tab:grey" if s else "tab:green" for s in g["substitute"]]
-        lo = (g["kendall_tau"] - g["ci_low"]).clip(lower=0).fillna(0)
-        hi = (g["ci_high"] - g["kendall_tau"]).clip(lower=0).fillna(0)
-        for yi, x, l_, h_, c in zip(y, g["kendall_tau"], lo, hi, colors):
-            ax.errorbar([x], [yi], xerr=[[l_], [h_]], fmt="none", ecolor=c, capsize=3)
-        ax.scatter(g["kendall_tau"], y, c=colors, zorder=3)
-        ax.set_yticks(y, [f"{m}{' *' if s else ''}" for m, s in zip(g["metric"], g["substitute"])], fontsize=8)
-        ax.axvline(0, color="k", lw=0.8)
-        ax.set_xlim(-1.05, 1.05)
+        _tau_forest(ax, g, "tab:green")
         ax.set_title(f"{target}: n = {int(g['n_generators'].max())} generators", fontsize=9)
         ax.set_xlabel("Kendall τ vs mean Dice (+1: better distance = higher Dice); * substitute space")
     return _png(fig)

@@ -249,9 +249,12 @@ def _trust(store, tables, res, *, study, out_dir, n_boot, seed, spread, sizes, d
                                       utility_points=utility_points)
             out["trust_page"] = pd.DataFrame({"path": [str(page)]})
         return out
-    wanted = [s.strip() for s in spaces.split(",") if s.strip()] if spaces else sorted(set(table["space"]) - {""})
-    for name in wanted:
-        feature_registry.get(name)  # unknown names: did-you-mean, before any work
+    if spaces:
+        wanted = [s.strip() for s in spaces.split(",") if s.strip()]
+        for name in wanted:
+            feature_registry.get(name)  # unknown names: did-you-mean, before any work
+    else:  # the stored spaces that are feature extractors (not e.g. MS-SSIM's "pixels")
+        wanted = sorted(s for s in set(table["space"]) - {""} if s in feature_registry)
     usable = [s for s in wanted if s in feature_registry]
     spread_summaries, spread_long, fault_rows = {}, {}, []
     sources = sorted(set(tables.ratings["source"]))

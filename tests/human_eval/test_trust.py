@@ -82,12 +82,21 @@ def example_store(tmp_path):
                 rid = store.start_run(generator=gen, data_source="phantom", n=10, seed=0, feature_space=space)
                 store.finish_run(rid, [{"task": "fid", "metric": metric, "value": v, "higher_is_better": False,
                                         "feature_space": space}])
+    # diversity's MS-SSIM is stored in the "pixels" space, which is no feature extractor (the report must not
+    # try to load one for it)
+    rid = store.start_run(generator="cut", data_source="phantom", n=10, seed=0, feature_space="radiomics")
+    store.finish_run(rid, [{"task": "diversity", "metric": "ms_ssim_intra", "value": 0.3, "higher_is_better": False,
+                            "feature_space": "pixels"}])
     return store, tables
 
 
 def test_cross_space_table_on_the_example_study(example_store):
     store, tables = example_store
     t = trust.cross_space_table(store, tables, rng=np.random.default_rng(0), n_boot=200)
+    pixels = t[t["space"] == "pixels"]  # one generator only: listed, no ranking
+    assert list(pixels["metric"]) == ["ms_ssim_intra[pixels]"] and list(pixels["verdict"]) == ["n/a"]
+    full = t
+    t = t[t["space"] != "pixels"].reset_index(drop=True)
     assert list(t["metric"]) == ["FD_radiomics", "MMD_random-clip"]
     assert list(t["space"]) == ["radiomics", "random-clip"] and list(t["substitute"]) == [False, True]
     human = tables.ratings.groupby("source")["rating"].mean()
@@ -100,7 +109,7 @@ def test_cross_space_table_on_the_example_study(example_store):
         assert row["ci_low"] <= row["kendall_tau"] <= row["ci_high"] and row["n_raters"] == 17
     line = trust.headline(t)
     assert "MMD_random-clip (substitute space)" in line and "τ =" in line
-    pd.testing.assert_frame_equal(trust.agreement_table(store, "example", n_boot=200), t)
+    pd.testing.assert_frame_equal(trust.agreement_table(store, "example", n_boot=200), full)
 
 
 def test_small_n_spread_and_summary():

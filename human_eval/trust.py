@@ -75,6 +75,10 @@ def cross_space_table(store, tables, *, rng: np.random.Generator, n_boot: int = 
                       exclude: tuple[str, ...] = ("real",)) -> pd.DataFrame:
     """Kendall's tau (with its rater-bootstrap CI) of every metric stored for the study's generators, by space.
 
+    Only metrics computed in a feature space are ranked (the utility tasks' Dice/HD95 rows are the *targets* of
+    :func:`utility_table`, not candidates here), and values describing the reference set rather than the
+    generator (``vendi_reference``, ``ms_ssim_intra_reference``: same for every generator) are left out.
+
     Returns ``space, family, metric, substitute, n_generators, kendall_tau, ci_low, ci_high, p, n_raters,
     best_by_metric, best_by_humans, verdict, note``; ``verdict`` is ``agrees`` (CI above 0), ``disagrees``
     (CI below 0), ``unclear`` (CI includes 0) or ``n/a`` (fewer than 2 generators).
@@ -85,6 +89,9 @@ def cross_space_table(store, tables, *, rng: np.random.Generator, n_boot: int = 
             "n_raters", "best_by_metric", "best_by_humans", "verdict", "note"]
     rated = sorted(set(tables.ratings["source"]) - set(exclude))
     values = latest_metric_values(store, rated)
+    in_space = values["feature_space"].fillna("").astype(str) != ""
+    of_reference = [metric_family(m, s).endswith("_reference") for m, s in zip(values["metric"], values["feature_space"])]
+    values = values[in_space & ~np.asarray(of_reference, dtype=bool)]
     if values.empty:
         return pd.DataFrame(columns=cols)
     tau = generator_ranking_ci(values[["source", "metric", "value", "higher_is_better"]], tables.ratings, rng=rng,

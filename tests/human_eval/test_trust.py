@@ -84,9 +84,13 @@ def example_store(tmp_path):
                                         "feature_space": space}])
     # diversity's MS-SSIM is stored in the "pixels" space, which is no feature extractor (the report must not
     # try to load one for it)
+    # ... and the reference set's own values (same for every generator) and Dice rows (no space) are not ranked
     rid = store.start_run(generator="cut", data_source="phantom", n=10, seed=0, feature_space="radiomics")
     store.finish_run(rid, [{"task": "diversity", "metric": "ms_ssim_intra", "value": 0.3, "higher_is_better": False,
-                            "feature_space": "pixels"}])
+                            "feature_space": "pixels"},
+                           {"task": "diversity", "metric": "vendi_reference", "value": 9.0, "higher_is_better": True,
+                            "feature_space": "radiomics"},
+                           {"task": "seg-utility", "metric": "mean_dice", "value": 0.7, "higher_is_better": True}])
     return store, tables
 
 

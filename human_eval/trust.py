@@ -586,7 +586,8 @@ def utility_inputs(results: pd.DataFrame, *, target: str = "seg-utility", data: 
     dice = _newest(r[(r["task"] == target) & (r["metric"] == "mean_dice")], ["source"])
     dice = dice[dcols].sort_values("source").reset_index(drop=True)
     space = r["feature_space"].fillna("").astype(str).replace("none", "")
-    m = r[(space != "") & ~r["task"].isin(_OUTCOME_TASKS)].copy()
+    of_reference = r["metric"].astype(str).str.endswith("_reference")  # the reference set's own value: no ranking
+    m = r[(space != "") & ~r["task"].isin(_OUTCOME_TASKS) & ~of_reference].copy()
     m["space"] = space[m.index]
     pairs = set(zip(dice["source"], dice["data"]))
     m = m[[(s, d) in pairs for s, d in zip(m["source"], m["data"])]]

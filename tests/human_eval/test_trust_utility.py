@@ -45,7 +45,10 @@ def _store(tmp_path, *, per_image: bool = False) -> Store:
             {"task": "fid", "metric": "FD_radiomics", "value": FD[gen], "ci_low": FD[gen] * 0.95,
              "ci_high": FD[gen] * 1.05, "higher_is_better": False, "feature_space": "radiomics"},
             {"task": "diversity", "metric": "precision", "value": PRECISION[gen], "ci_low": PRECISION[gen] - 0.01,
-             "ci_high": PRECISION[gen] + 0.01, "higher_is_better": True, "feature_space": "radiomics"}])
+             "ci_high": PRECISION[gen] + 0.01, "higher_is_better": True, "feature_space": "radiomics"},
+            # the reference set's own Vendi (a property of the reference, not of the generator): never ranked
+            {"task": "diversity", "metric": "vendi_reference", "value": 9.0 + PRECISION[gen], "higher_is_better": True,
+             "feature_space": "radiomics"}])
         rid = store.start_run(generator=gen, data_source="phantom", n=40, seed=0, feature_space="random-clip")
         store.finish_run(rid, [{"task": "cmmd", "metric": "MMD_random-clip", "value": MMD[gen], "higher_is_better": False,
                                 "feature_space": "random-clip"}])

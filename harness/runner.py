@@ -183,8 +183,7 @@ def plan(req: RunRequest, dist: Dist) -> RunPlan:
     parts = {"fingerprint": gen.fingerprint(), "checkpoint": ck_hash, "seed": req.seed if gen.uses_seed else None,
              "conditions": req.conditions}
     for _, task in tasks:  # e.g. seg-utility: a reference without label maps is known before any image exists
-        task.check_plan(reference_source=reference.spec.source if reference else None,
-                        reference_n=reference.n if reference else None)
+        task.check_plan(reference=reference.spec if reference else None, reference_n=reference.n if reference else None)
     if reference is not None and _same_images(gen, reference.generator()):
         raise UsageError(f"the reference set {reference.spec} is the very images being scored ({req.generator} samples "
                          f"the same split); pass --reference with another split or source, or choose what "

@@ -218,9 +218,9 @@ class Task(ABC):
     def evaluate(self, ctx: TaskContext) -> list[MetricResult]:
         ...
 
-    def check_plan(self, *, reference_source: Any = None, reference_n: int | None = None) -> None:  # noqa: B027 (optional hook)
-        """Checks that need only the run's plan — which data source the reference set comes from
-        (``reference_source``, a :class:`harness.data.base.DataSource`) and how many images it will have — run
+    def check_plan(self, *, reference: Any = None, reference_n: int | None = None) -> None:  # noqa: B027 (optional hook)
+        """Checks that need only the run's plan — the reference set's data spec (``reference``, a
+        :class:`harness.data.base.DataSpec`: its ``source`` and ``split``) and how many images it will have — run
         before any image is generated or run row written; raise UsageError/DataError. Default: nothing to check."""
 
     @classmethod

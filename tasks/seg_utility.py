@@ -56,15 +56,19 @@ LABELLED_HELP = ("sources with label maps: phantom (all structures), camus (LV, 
                  "tracings), folder:DIR with a labelmaps/ folder beside images/ (phantom label values)")
 
 
-def check_reference_plan(task: str, min_test: int, source, n: int | None) -> None:
-    """Before the run: a reference source without label maps, or fewer than ``min_test`` reference images, is the
-    same DataError :func:`reference_set` would raise after generating the images."""
+def check_reference_plan(task: str, min_test: int, spec, n: int | None) -> None:
+    """Before the run: a reference source without label maps, fewer than ``min_test`` reference images, or (for a
+    folder) a label map that is not single-channel, not its image's size or holds values outside the label table,
+    is the DataError :func:`reference_set` would raise after generating the images (naming the file)."""
+    source = getattr(spec, "source", None)
     if source is not None and not getattr(source, "has_label_maps", False):
         raise DataError(f"task {task!r} tests on labelled real images, but the reference set has no label maps "
                         f"({LABELLED_HELP}); choose one with --reference")
     if n is not None and n < min_test:
         raise DataError(f"task {task!r}: the reference set has {n} labelled images; at least {min_test} are "
                         "needed for a test set (raise --n-ref or use a larger labelled reference)")
+    if source is not None and n is not None and hasattr(source, "check_label_maps"):
+        source.check_label_maps(spec.split, n)
 
 
 def reference_set(ctx: TaskContext, task: str, min_test: int) -> LabelledSet:
@@ -96,8 +100,8 @@ class SegUtilityTask(Task):
         parameters={**TRAIN_PARAMETERS, "seeds": 3, "min_test": 10, "n_boot": 1000, "eval_batch_size": 32},
     )
 
-    def check_plan(self, *, reference_source=None, reference_n: int | None = None) -> None:
-        check_reference_plan(NAME, int(self.params["min_test"]), reference_source, reference_n)
+    def check_plan(self, *, reference=None, reference_n: int | None = None) -> None:
+        check_reference_plan(NAME, int(self.params["min_test"]), reference, reference_n)
 
     def evaluate(self, ctx: TaskContext) -> list[MetricResult]:
         p = self.params

@@ -186,9 +186,9 @@ class FolderSource(DataSource):
             images = [read_image(p) for p in files]
             labels = None
             if all(s.labelmap_dir is not None for s in parts):
-                maps = [read_image(s.labelmap_dir / (p.stem + ".png")) for s, p in zip(parts, files)]
-                if all(m.ndim == 2 and m.shape == im.shape[:2] for m, im in zip(maps, images)):
-                    labels = stack_or_list(maps)
+                maps = [_label_map(s.labelmap_dir / (p.stem + ".png"), im.shape[:2], p.name)
+                        for s, p, im in zip(parts, files, images)]
+                labels = stack_or_list(maps)
             caps = [s.captions.get(p.name) for s, p in zip(parts, files)]
             yield SampleBatch(
                 images=stack_or_list(images),
@@ -206,6 +206,34 @@ class FolderSource(DataSource):
     @property
     def has_label_maps(self) -> bool:  # type: ignore[override]
         return all(s.labelmap_dir is not None for name, s in self.parts.items() if name != "all")
+
+    def check_label_maps(self, split: str, n: int) -> None:
+        """Before a run: the label maps of the first ``n`` images of ``split`` are single-channel, the size of their
+        image and hold only values of the folder label table; a DataError names the first file that is not."""
+        from PIL import Image
+
+        for p in self._part(split).files[:n]:
+            lm_dir = self._owner[p].labelmap_dir
+            if lm_dir is None:
+                return  # no label maps: the task says which sources have them
+            with Image.open(p) as im:
+                shape = im.size[::-1]
+            _label_map(lm_dir / (p.stem + ".png"), shape, p.name)
+
+
+def _label_map(path: Path, shape: tuple[int, int], image_name: str) -> np.ndarray:
+    """One folder label map, checked: single-channel, the image's size, values in the folder label table."""
+    from harness.data.labels import check_values
+
+    m = read_image(path)
+    if m.ndim != 2:
+        raise DataError(f"label map {path} has {m.shape[2]} channels; label maps are single-channel PNGs of label "
+                        f"values (0 background, phantom values such as LV = 3: harness/data/labels.py)")
+    if m.shape != tuple(shape):
+        raise DataError(f"label map {path} is {m.shape[1]}×{m.shape[0]} but its image {image_name} is "
+                        f"{shape[1]}×{shape[0]}; save the label map at the image's size")
+    check_values(m, "folder", where=f"label map {path}")
+    return m
 
 
 def _check_labelmaps(files: list[Path], lm_dir: Path) -> None:

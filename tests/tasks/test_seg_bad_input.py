@@ -3,8 +3,9 @@ exit 2 or a "not applicable" row with exit 0.
 
 - a generated set without label maps (``images`` without ``labelmaps/``): not-applicable rows for seg-utility and
   anatomy-faithfulness, and condition-fidelity's for an unconditional generator; exit 0, no number;
-- a reference without label maps names the sources that have them; fewer than 10 labelled test images; label
-  values outside the table: exit 2, one line.
+- a reference without label maps names the sources that have them; fewer than 10 labelled test images; a folder
+  label map with values outside the table, of another size than its image or in colour (named by file): exit 2,
+  one line.
 - these reference problems are known from the plan (``Task.check_plan``): they leave no run row and no image
   folder behind.
 """
@@ -89,8 +90,29 @@ CASES = {
                                  r"echonet .*folder:DIR with a labelmaps/ folder.*choose one with --reference"),
     "fewer-than-10-labelled": (lambda e, t: ["--n-ref", "9"], r"has 9 labelled images; at least 10 are needed"),
     "label-value-outside-table": (lambda e, t: ["--reference", f"folder:{_ref_bad_value(e, t)}"],
-                                  r"reference image 4: label value\(s\) \[42\] are not in the folder label table"),
+                                  r"label map .*ref_bad/labelmaps/\S+\.png: label value\(s\) \[42\] are not in the "
+                                  r"folder label table"),
+    "label-map-of-another-size": (lambda e, t: ["--reference", f"folder:{_ref_resized(e, t)}"],
+                                  r"label map .*ref_size/labelmaps/\S+\.png is 32×32 but its image \S+ is 64×64"),
+    "label-map-in-colour": (lambda e, t: ["--reference", f"folder:{_ref_rgb(e, t)}"],
+                            r"label map .*ref_rgb/labelmaps/\S+\.png has 3 channels"),
 }
+
+
+def _ref_resized(exported: Path, tmp_path: Path) -> Path:
+    ref = tmp_path / "ref_size"
+    shutil.copytree(exported, ref)
+    p = sorted((ref / "labelmaps").glob("*.png"))[2]
+    Image.open(p).resize((32, 32), Image.NEAREST).save(p)
+    return ref
+
+
+def _ref_rgb(exported: Path, tmp_path: Path) -> Path:
+    ref = tmp_path / "ref_rgb"
+    shutil.copytree(exported, ref)
+    p = sorted((ref / "labelmaps").glob("*.png"))[0]
+    Image.open(p).convert("RGB").save(p)
+    return ref
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -102,7 +124,7 @@ def test_reference_problems_are_one_line_exit_2(case, exported, tmp_path, capsys
     assert re.search(pattern, _one_error_line(err)), err
 
 
-@pytest.mark.parametrize("case", ["reference-without-labels", "fewer-than-10-labelled"])
+@pytest.mark.parametrize("case", sorted(CASES))
 def test_reference_problems_leave_nothing_behind(case, exported, tmp_path, capsys):
     extra, _ = CASES[case]
     home = tmp_path / "runs"

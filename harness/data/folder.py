@@ -223,9 +223,15 @@ class FolderSource(DataSource):
 
 def _label_map(path: Path, shape: tuple[int, int], image_name: str) -> np.ndarray:
     """One folder label map, checked: single-channel, the image's size, values in the folder label table."""
+    from PIL import Image
+
     from harness.data.labels import check_values
 
     m = read_image(path)
+    if m.ndim == 3:
+        with Image.open(path) as im:
+            if im.mode == "P":  # a palette PNG (e.g. ITK-SNAP / VOC style): its pixel values are the palette indices
+                m = np.asarray(im)
     if m.ndim != 2:
         raise DataError(f"label map {path} has {m.shape[2]} channels; label maps are single-channel PNGs of label "
                         f"values (0 background, phantom values such as LV = 3: harness/data/labels.py)")

@@ -132,3 +132,22 @@ def test_reference_problems_leave_nothing_behind(case, exported, tmp_path, capsy
                     *extra(exported, tmp_path), *TINY)
     assert rc == 2
     assert Store().runs() == [] and not home.exists()
+
+
+def test_palette_label_maps_are_read_as_their_indices(exported, tmp_path, capsys):
+    """A palette PNG label map (the format of many annotation tools) holds label values as palette indices: read
+    as such, not refused as colour."""
+    ref = tmp_path / "ref_palette"
+    shutil.copytree(exported, ref)
+    for p in (ref / "labelmaps").glob("*.png"):
+        im = Image.fromarray(np.asarray(Image.open(p)).astype(np.uint8), mode="L").convert("P")
+        im.putpalette([v for i in range(256) for v in ((i * 37) % 256, (i * 91) % 256, (i * 53) % 256)])
+        im.save(p)
+        assert Image.open(p).mode == "P"
+    from harness.data.folder import FolderSource
+
+    src = FolderSource(str(ref))
+    src.check_label_maps("all", 12)
+    (batch,) = list(src.iter_batches("all", 12, batch_size=12))
+    want = np.stack([np.asarray(Image.open(exported / "labelmaps" / (Path(i).stem + ".png"))) for i in batch.ids])
+    np.testing.assert_array_equal(batch.label_maps, want)

@@ -19,7 +19,6 @@ split without label maps is a DataError.
 
 from __future__ import annotations
 
-import csv
 import logging
 
 import numpy as np
@@ -34,6 +33,7 @@ from tasks.segmentation import (
     dice_hd95,
     labelled_set,
     not_applicable,
+    per_image_dice_rows,
     predict,
     prepare_images,
     resolve_device,
@@ -151,15 +151,9 @@ class AnatomyFaithfulnessTask(Task):
         from tasks.gallery import contact_sheet
 
         out = ctx.artifacts_dir
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / "anatomy_faithfulness_per_image.csv"
-        with path.open("w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(["index", "mean_dice", *[f"dice_{s}" for s in structures]])
-            for i, idx in enumerate(gen.indices):
-                w.writerow([int(idx), "" if not np.isfinite(per_image[i]) else f"{per_image[i]:.4f}",
-                            *[f"{dice[i, j]:.4f}" if present[i, j] else "" for j in range(len(structures))]])
-        ctx.artifacts["anatomy_faithfulness_per_image"] = path
+        ctx.write_csv("anatomy_faithfulness_per_image", "anatomy_faithfulness_per_image.csv",
+                      ["index", "mean_dice", *[f"dice_{s}" for s in structures]],
+                      per_image_dice_rows(gen.indices, per_image, dice, present))
         cells = [draw_contours(gen.images[i], y_gen[i], pred[i]) for i in worst]
         captions = [f"#{int(gen.indices[i])} Dice {per_image[i]:.2f}" for i in worst]
         ctx.artifacts["anatomy_faithfulness_gallery"] = contact_sheet(

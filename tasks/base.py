@@ -8,7 +8,7 @@ an explicit ``numpy.random.Generator`` in, a frozen result out); the task class 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -181,6 +181,26 @@ class TaskContext:
     train_conditions: Callable[[], Sequence[str | None]] | None = None
     cache_dir: Path | None = None
     device: str = "auto"
+
+    def write_csv(self, kind: str, filename: str, header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> Path | None:
+        """Write a per-image table to ``artifacts_dir/filename`` atomically and record it as artifact ``kind``;
+        nothing (None) when the context has no artifacts folder."""
+        if self.artifacts_dir is None:
+            return None
+        import csv
+
+        from harness.io import atomic_write
+
+        def write(tmp: Path) -> None:
+            with tmp.open("w", newline="", encoding="utf-8") as fh:
+                w = csv.writer(fh)
+                w.writerow(header)
+                w.writerows(rows)
+
+        path = Path(self.artifacts_dir) / filename
+        atomic_write(path, write)
+        self.artifacts[kind] = path
+        return path
 
     def metric_name(self, family: str) -> str:
         """The stored name of a ``family`` result (``FD``, ``KD``, ``MMD``) in this context's feature space."""

@@ -37,7 +37,6 @@ reference mask; the reference set's leave-one-out best IoUs calibrate the thresh
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 from collections.abc import Sequence
@@ -316,12 +315,8 @@ class ColorShiftTask(Task):
                  f"top {len(top_rows)}")
         ctx.artifacts["color_shift_gallery"] = contact_sheet([images[r["index"]] for r in top_rows], captions,
                                                              out / "color_shift_gallery.png", title=title)
-        path = out / "color_shift_per_image.csv"
-        with path.open("w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(["index", "chroma", "hue_deg", "hue_class", "flagged", "sector_iou", "sector_departs"])
-            for i in range(len(m)):
-                hue = m.hue[i]
-                w.writerow([i, f"{m.chroma[i]:.4f}", "" if not np.isfinite(hue) else f"{hue:.2f}", hue_class(hue),
-                            int(res.flagged[i]), f"{res.sector_iou[i]:.4f}", int(res.sector_flagged[i])])
-        ctx.artifacts["color_shift_per_image"] = path
+        ctx.write_csv("color_shift_per_image", "color_shift_per_image.csv",
+                      ["index", "chroma", "hue_deg", "hue_class", "flagged", "sector_iou", "sector_departs"],
+                      ([i, f"{m.chroma[i]:.4f}", "" if not np.isfinite(m.hue[i]) else f"{m.hue[i]:.2f}",
+                        hue_class(m.hue[i]), int(res.flagged[i]), f"{res.sector_iou[i]:.4f}", int(res.sector_flagged[i])]
+                       for i in range(len(m))))

@@ -20,7 +20,6 @@ counted. A training split without conditions, or with a single condition, is a D
 
 from __future__ import annotations
 
-import csv
 import logging
 
 import numpy as np
@@ -146,13 +145,5 @@ class ConditionFidelityTask(Task):
 
     @staticmethod
     def _write_artifact(ctx: TaskContext, classes, cm) -> None:
-        if ctx.artifacts_dir is None:
-            return
-        ctx.artifacts_dir.mkdir(parents=True, exist_ok=True)
-        path = ctx.artifacts_dir / "condition_confusion.csv"
-        with path.open("w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(["requested \\ predicted", *classes])
-            for c, row in zip(classes, cm):
-                w.writerow([c, *[int(v) for v in row]])
-        ctx.artifacts["condition_confusion"] = path
+        ctx.write_csv("condition_confusion", "condition_confusion.csv", ["requested \\ predicted", *classes],
+                      ([c, *[int(v) for v in row]] for c, row in zip(classes, cm)))

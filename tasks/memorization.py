@@ -27,7 +27,6 @@ Python API::
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 from dataclasses import dataclass, field
@@ -187,18 +186,10 @@ class MemorizationTask(Task):
 
     @staticmethod
     def _write_artifacts(ctx: TaskContext, res: MemorizationResult, top_k: int) -> None:
-        if ctx.artifacts_dir is None:
-            return
-        out = ctx.artifacts_dir
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / "memorization_per_image.csv"
-        with path.open("w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(["index", "nearest_train_index", "distance", "flagged"])
-            for i in range(res.n):
-                w.writerow([i, int(res.nearest[i]), f"{res.d_gen[i]:.6g}", int(res.flagged[i])])
-        ctx.artifacts["memorization_per_image"] = path
-        if ctx.gen_images is None or ctx.train_images is None:
+        table = ctx.write_csv("memorization_per_image", "memorization_per_image.csv",
+                              ["index", "nearest_train_index", "distance", "flagged"],
+                              ([i, int(res.nearest[i]), f"{res.d_gen[i]:.6g}", int(res.flagged[i])] for i in range(res.n)))
+        if table is None or ctx.gen_images is None or ctx.train_images is None:
             return
         from tasks.gallery import pair_sheet
 
@@ -208,5 +199,5 @@ class MemorizationTask(Task):
         captions = [f"#{i}~t{res.nearest[i]} d={res.d_gen[i]:.2f}{' COPY' if res.flagged[i] else ''}" for i in order]
         title = (f"memorisation: {res.details['n_flagged']}/{res.n} near-copies (d ≤ {res.threshold:.3g}); "
                  "closest (generated | nearest training)")
-        ctx.artifacts["memorization_gallery"] = pair_sheet(pairs, captions, out / "memorization_gallery.png",
+        ctx.artifacts["memorization_gallery"] = pair_sheet(pairs, captions, table.parent / "memorization_gallery.png",
                                                            title=title)

@@ -27,7 +27,6 @@ Python API: build a :class:`tasks.base.TaskContext` with ``gen_images``/``gen_la
 
 from __future__ import annotations
 
-import csv
 import logging
 
 import numpy as np
@@ -42,6 +41,7 @@ from tasks.segmentation import (
     labelled_set,
     not_applicable,
     parse_seeds,
+    per_image_dice_rows,
     predict,
     resolve_device,
     seg_problem,
@@ -155,14 +155,6 @@ class SegUtilityTask(Task):
 
     @staticmethod
     def _write_per_image(ctx: TaskContext, structures, indices, dice, present, per_image) -> None:
-        if ctx.artifacts_dir is None:
-            return
-        ctx.artifacts_dir.mkdir(parents=True, exist_ok=True)
-        path = ctx.artifacts_dir / "seg_utility_per_image.csv"
-        with path.open("w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(["reference_index", "mean_dice", *[f"dice_{s}" for s in structures]])
-            for i, idx in enumerate(indices):
-                w.writerow([int(idx), "" if not np.isfinite(per_image[i]) else f"{per_image[i]:.4f}",
-                            *[f"{dice[i, j]:.4f}" if present[i, j] else "" for j in range(len(structures))]])
-        ctx.artifacts["seg_utility_per_image"] = path
+        ctx.write_csv("seg_utility_per_image", "seg_utility_per_image.csv",
+                      ["reference_index", "mean_dice", *[f"dice_{s}" for s in structures]],
+                      per_image_dice_rows(indices, per_image, dice, present))

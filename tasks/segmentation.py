@@ -432,6 +432,13 @@ def not_applicable(metric: str, reason: str, *, higher_is_better: bool = True, *
                         details={"not_applicable": reason, **details})
 
 
+def per_image_dice_rows(indices, per_image: np.ndarray, dice: np.ndarray, present: np.ndarray) -> list[list]:
+    """Rows ``index, mean_dice, dice_<structure>...`` of a per-image Dice table (empty where a structure is absent)."""
+    return [[int(idx), "" if not np.isfinite(per_image[i]) else f"{per_image[i]:.4f}",
+             *[f"{dice[i, j]:.4f}" if present[i, j] else "" for j in range(dice.shape[1])]]
+            for i, idx in enumerate(indices)]
+
+
 def parse_seeds(value: Any, task: str) -> list[int]:
     """``seeds`` option: an int k (seeds 0..k-1), a list, or a comma string ``"0,1,2"``."""
     try:

@@ -173,25 +173,13 @@ def test_threaded_replicates_equal_serial_for_any_worker_count(n, d):
 
 
 def test_kid_matches_torchmetrics_on_the_same_subsets():
-    torch = pytest.importorskip("torch")
-    from torchmetrics.image.kid import KernelInceptionDistance
+    pytest.importorskip("torchmetrics")
+    from tests.tasks.kid_reference import torchmetrics_kid
 
     rng = np.random.default_rng(4)
     real, fake = np.abs(_gauss(rng, 70, 16)), np.abs(_gauss(rng, 60, 16, 0.1))
-    subsets, m = 5, 40
-    torch.manual_seed(7)  # replay torchmetrics' draws: per subset randperm(real) then randperm(fake)
-    ridx, fidx = [], []
-    for _ in range(subsets):
-        ridx.append(torch.randperm(len(real))[:m].numpy())
-        fidx.append(torch.randperm(len(fake))[:m].numpy())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        metric = KernelInceptionDistance(feature=torch.nn.Identity(), subsets=subsets, subset_size=m)
-    metric.update(torch.from_numpy(real), real=True)
-    metric.update(torch.from_numpy(fake), real=False)
-    torch.manual_seed(7)
-    tm_mean, tm_std = (float(v) for v in metric.compute())
-    ours = fid.kid_subset_values(fake, real, np.stack(fidx), np.stack(ridx))
+    tm_mean, tm_std, fidx, ridx = torchmetrics_kid(real, fake, subsets=5, m=40, seed=7)
+    ours = fid.kid_subset_values(fake, real, fidx, ridx)
     assert ours.mean() == pytest.approx(tm_mean, rel=1e-9)
     assert ours.std() == pytest.approx(tm_std, rel=1e-7)
 

@@ -85,25 +85,13 @@ def test_reported_kid_equals_torch_fidelity_on_the_same_subsets(sets):
 
 
 def test_reported_kid_equals_torchmetrics_on_the_same_subsets(sets):
-    torch = pytest.importorskip("torch")
-    from torchmetrics.image.kid import KernelInceptionDistance
+    pytest.importorskip("torchmetrics")
+    from tests.tasks.kid_reference import torchmetrics_kid
 
     gen, ref = sets
     real, fake = np.abs(ref[:70]), np.abs(gen[:60])
-    subsets, m = 6, 40
-    torch.manual_seed(11)
-    ridx, fidx = [], []
-    for _ in range(subsets):
-        ridx.append(torch.randperm(len(real))[:m].numpy())
-        fidx.append(torch.randperm(len(fake))[:m].numpy())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        metric = KernelInceptionDistance(feature=torch.nn.Identity(), subsets=subsets, subset_size=m)
-    metric.update(torch.from_numpy(real), real=True)
-    metric.update(torch.from_numpy(fake), real=False)
-    torch.manual_seed(11)
-    tm_mean, tm_std = (float(v) for v in metric.compute())
-    res = fid.kid(fake, real, subset_indices=(np.stack(fidx), np.stack(ridx)), n_boot=0)
+    tm_mean, tm_std, fidx, ridx = torchmetrics_kid(real, fake, subsets=6, m=40, seed=11)
+    res = fid.kid(fake, real, subset_indices=(fidx, ridx), n_boot=0)
     assert res.value == pytest.approx(tm_mean, rel=1e-9)
     assert res.details["std"] == pytest.approx(tm_std, rel=1e-7)
 
